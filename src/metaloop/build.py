@@ -1,0 +1,54 @@
+"""Objects from a config: the task distribution, the model, the meta-learner and its outer optimizer."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from metaloop.config import Config
+from metaloop.meta import FOMAML, IMAML, MAML, MetaLearner, MetaSGD, Reptile
+from metaloop.nn import MLP
+from metaloop.tasks import Sinusoid
+
+
+def task_distribution(cfg: Config) -> Sinusoid:
+    return Sinusoid(amplitude=cfg.task.amplitude, phase=cfg.task.phase, x_range=cfg.task.x_range)
+
+
+def model(cfg: Config) -> nn.Module:
+    return MLP(1, cfg.model.hidden, 1, cfg.model.activation)
+
+
+def learner(cfg: Config, net: nn.Module) -> MetaLearner:
+    a = cfg.algo
+    if a.name == "maml":
+        return MAML(net, a.inner_lr, a.inner_steps)
+    if a.name == "fomaml":
+        return FOMAML(net, a.inner_lr, a.inner_steps)
+    if a.name == "metasgd":
+        return MetaSGD(net, a.inner_lr, a.inner_steps)
+    if a.name == "reptile":
+        return Reptile(net, a.inner_lr, a.inner_steps, a.inner_optimizer)
+    if a.name == "imaml":
+        return IMAML(net, a.inner_lr, a.inner_steps, a.lam, a.cg_steps, a.damping)
+    raise ValueError(f"unknown algorithm {a.name!r}")
+
+
+def outer_optimizer(cfg: Config, params) -> torch.optim.Optimizer:
+    if cfg.train.outer_optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.train.outer_lr)
+    return torch.optim.Adam(params, lr=cfg.train.outer_lr)
+
+
+def outer_lr_at(cfg: Config, step: int) -> float:
+    """Outer learning rate for meta-step ``step`` (1-based); 'linear' decays to 0 as in Reptile."""
+    if cfg.train.lr_schedule == "linear":
+        return cfg.train.outer_lr * (1 - (step - 1) / cfg.train.meta_steps)
+    return cfg.train.outer_lr
+
+
+def finetuner(cfg: Config, state: dict) -> MetaLearner:
+    """A baseline network (pretrained or untrained) that adapts by plain SGD at ``baseline.finetune_lr``."""
+    net = model(cfg)
+    net.load_state_dict(state)
+    return MAML(net, cfg.baseline.finetune_lr, cfg.algo.inner_steps)

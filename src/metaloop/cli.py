@@ -1,0 +1,131 @@
+"""The ``metaloop`` command: presets, train (and resume), eval, plot, and the end-to-end demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from metaloop.errors import UserError
+
+DEMO_PRESET = "maml-sinusoid"
+
+
+def default_run_dir(preset: str) -> Path:
+    return Path("runs") / f"{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def cmd_presets(args) -> None:
+    from metaloop.presets import PRESETS
+
+    width = max(map(len, PRESETS))
+    for name, (description, _) in PRESETS.items():
+        print(f"{name:<{width}}  {description}")
+
+
+def _config(args):
+    from metaloop.config import apply_overrides
+    from metaloop.presets import get_preset
+
+    cfg = get_preset(args.preset)
+    overrides = list(args.set or [])
+    if args.seed is not None:
+        overrides.append(f"seed={args.seed}")
+    return apply_overrides(cfg, overrides)
+
+
+def cmd_train(args) -> Path:
+    from metaloop import train
+
+    if args.resume:
+        if args.preset or args.set or args.seed is not None:
+            raise UserError("--resume takes only the run directory; its config.yaml fixes everything else")
+        run_dir = Path(args.resume)
+        train.resume(run_dir, progress=not args.quiet)
+    else:
+        if not args.preset:
+            raise UserError("train needs a PRESET (see `metaloop presets`) or --resume RUN_DIR")
+        cfg = _config(args)
+        run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(cfg.preset)
+        train.start(cfg, run_dir, progress=not args.quiet)
+    print(f"run directory: {run_dir}")
+    return run_dir
+
+
+def cmd_eval(args) -> None:
+    from metaloop.evaluation import evaluate, format_table
+
+    result = evaluate(Path(args.run_dir))
+    print(json.dumps(result) if args.json else format_table(result))
+
+
+def cmd_plot(args) -> None:
+    from metaloop.plots import plot_run
+
+    for path in plot_run(Path(args.run_dir)):
+        print(path)
+
+
+def cmd_demo(args) -> None:
+    from metaloop.evaluation import evaluate, format_table
+    from metaloop.plots import plot_run
+
+    args.preset, args.resume = args.preset or DEMO_PRESET, None
+    run_dir = cmd_train(args)
+    print()
+    print(format_table(evaluate(run_dir)))
+    print("\nfigures:")
+    for path in plot_run(run_dir):
+        print(f"  {path}")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="metaloop", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("presets", help="list the named presets").set_defaults(func=cmd_presets)
+
+    def run_options(q, preset_required: bool):
+        q.add_argument("preset", nargs=None if preset_required else "?", help="preset name (see `metaloop presets`)")
+        q.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. train.meta_steps=1000")
+        q.add_argument("--seed", type=int, help="seed for torch, the task stream and the baselines")
+        q.add_argument("--run-dir", help="where to write the run (default runs/<preset>-<time>)")
+        q.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    t = sub.add_parser("train", help="meta-train a preset into a run directory, or --resume one")
+    run_options(t, preset_required=False)
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its last checkpoint")
+    t.set_defaults(func=cmd_train)
+
+    d = sub.add_parser("demo", help=f"train, evaluate and plot {DEMO_PRESET} end to end")
+    run_options(d, preset_required=False)
+    d.set_defaults(func=cmd_demo)
+
+    e = sub.add_parser("eval", help="evaluate a run on unseen tasks (writes RUN_DIR/eval.json)")
+    e.add_argument("run_dir")
+    e.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    e.set_defaults(func=cmd_eval)
+
+    pl = sub.add_parser("plot", help="(re)draw a run's figures into RUN_DIR/figures")
+    pl.add_argument("run_dir")
+    pl.set_defaults(func=cmd_plot)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        args.func(args)
+    except UserError as exc:
+        print(f"metaloop: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nmetaloop: interrupted; the last checkpoint is intact (resume with `metaloop train --resume RUN_DIR`)",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,216 @@
+"""Run configuration: typed dataclasses, ``--set section.key=value`` overrides, YAML round trip.
+
+The resolved config of every run is written to ``RUN_DIR/config.yaml``; it is the
+single source of truth that ``eval``, ``plot`` and ``--resume`` read back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+import yaml
+
+from metaloop.errors import ConfigError
+
+ALGORITHMS = ("maml", "fomaml", "metasgd", "reptile", "imaml")
+
+
+@dataclass
+class TaskConfig:
+    name: str = "sinusoid"
+    support: int = 10  # K, examples per task used to adapt
+    query: int = 10  # examples per task that score the adapted model during meta-training
+    amplitude: tuple[float, float] = (0.1, 5.0)
+    phase: tuple[float, float] = (0.0, math.pi)
+    x_range: tuple[float, float] = (-5.0, 5.0)
+
+
+@dataclass
+class ModelConfig:
+    hidden: tuple[int, ...] = (40, 40)
+    activation: str = "relu"
+
+
+@dataclass
+class AlgoConfig:
+    name: str = "maml"
+    inner_lr: float = 0.01
+    inner_steps: int = 1
+    lam: float = 2.0  # iMAML proximal regularisation λ
+    cg_steps: int = 5  # iMAML conjugate-gradient steps
+    damping: float = 0.0  # iMAML Hessian damping δ
+    inner_optimizer: str = "sgd"  # Reptile: sgd | adam
+
+
+@dataclass
+class TrainConfig:
+    meta_steps: int = 5000
+    meta_batch: int = 25
+    outer_optimizer: str = "adam"  # adam | sgd
+    outer_lr: float = 1e-3
+    lr_schedule: str = "constant"  # constant | linear (decays to 0 at the last step, Reptile)
+    log_every: int = 50
+    checkpoint_every: int = 500
+    threads: int = 0  # torch intra-op threads; 0 leaves PyTorch's default
+
+
+@dataclass
+class BaselineConfig:
+    pretrain_steps: int = 5000  # joint training of one network on all tasks (no adaptation)
+    pretrain_lr: float = 1e-3
+    finetune_lr: float = 0.01  # SGD step size of the pretrained and from-scratch baselines
+
+
+@dataclass
+class EvalConfig:
+    tasks: int = 1000
+    query: int = 100  # query points per evaluation task (more points, less noise per task)
+    max_steps: int = 10
+    seed: int = 2024  # evaluation tasks come from their own stream, never the training stream
+    plot_tasks: int = 3
+
+
+@dataclass
+class Config:
+    preset: str = "custom"
+    description: str = ""
+    seed: int = 0
+    task: TaskConfig = field(default_factory=TaskConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def validate(self) -> "Config":
+        checks = [
+            (self.algo.name in ALGORITHMS, f"algo.name must be one of {ALGORITHMS}, got {self.algo.name!r}"),
+            (self.task.name == "sinusoid", f"task.name must be 'sinusoid', got {self.task.name!r}"),
+            (self.task.support >= 1 and self.task.query >= 1, "task.support and task.query must be >= 1"),
+            (self.algo.inner_lr > 0, "algo.inner_lr must be > 0"),
+            (self.algo.inner_steps >= 1, "algo.inner_steps must be >= 1"),
+            (self.train.meta_steps >= 1 and self.train.meta_batch >= 1, "train.meta_steps and train.meta_batch must be >= 1"),
+            (self.train.outer_optimizer in ("adam", "sgd"), "train.outer_optimizer must be 'adam' or 'sgd'"),
+            (self.train.lr_schedule in ("constant", "linear"), "train.lr_schedule must be 'constant' or 'linear'"),
+            (self.train.outer_lr > 0, "train.outer_lr must be > 0"),
+            (self.train.log_every >= 1 and self.train.checkpoint_every >= 1, "train.log_every and train.checkpoint_every must be >= 1"),
+            (self.eval.tasks >= 2 and self.eval.max_steps >= 0, "eval.tasks must be >= 2 and eval.max_steps >= 0"),
+            (self.model.activation in ("relu", "tanh"), "model.activation must be 'relu' or 'tanh'"),
+            (self.algo.inner_optimizer in ("sgd", "adam"), "algo.inner_optimizer must be 'sgd' or 'adam'"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        return self
+
+    def to_dict(self) -> dict:
+        return _plain(dataclasses.asdict(self))
+
+    @staticmethod
+    def from_dict(data: dict) -> "Config":
+        config = Config()
+        for path, value in _flatten(data):
+            set_value(config, path, value)
+        return config.validate()
+
+    def save(self, path: Path) -> None:
+        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    @staticmethod
+    def load(path: Path) -> "Config":
+        try:
+            data = yaml.safe_load(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{path} does not exist: not a metaloop run directory?") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path} does not hold a config mapping")
+        return Config.from_dict(data)
+
+
+def apply_overrides(config: Config, overrides: list[str]) -> Config:
+    """Apply ``section.key=value`` strings (values parsed as YAML, then checked against the key's type)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        set_value(config, key.strip(), raw if value is None else value)
+    return config.validate()
+
+
+def set_value(config: Config, path: str, value: Any) -> None:
+    target, parts = config, path.split(".")
+    for part in parts[:-1]:
+        if not dataclasses.is_dataclass(getattr(target, part, None)):
+            raise ConfigError(f"unknown config key {path!r}; known keys: {', '.join(known_keys())}")
+        target = getattr(target, part)
+    name = parts[-1]
+    hints = get_type_hints(type(target))
+    if name not in hints or dataclasses.is_dataclass(getattr(target, name)):
+        raise ConfigError(f"unknown config key {path!r}; known keys: {', '.join(known_keys())}")
+    setattr(target, name, _coerce(path, value, hints[name]))
+
+
+def known_keys(obj=None, prefix: str = "") -> list[str]:
+    obj = Config() if obj is None else obj
+    keys = []
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            keys += known_keys(value, f"{prefix}{f.name}.")
+        else:
+            keys.append(prefix + f.name)
+    return keys
+
+
+def _coerce(path: str, value: Any, hint) -> Any:
+    origin = get_origin(hint)
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v for v in value.replace(",", " ").split()]
+            value = [yaml.safe_load(v) for v in value]
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        args = get_args(hint)
+        item_type = args[0]
+        if args[-1] is not Ellipsis and len(value) != len(args):
+            raise ConfigError(f"{path} takes {len(args)} values, got {len(value)}: {value!r}")
+        return tuple(_coerce(path, v, item_type) for v in value)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif hint is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    raise ConfigError(f"{path} must be {getattr(hint, '__name__', hint)}, got {value!r}")
+
+
+def _flatten(data: dict, prefix: str = ""):
+    for key, value in data.items():
+        if isinstance(value, dict):
+            yield from _flatten(value, f"{prefix}{key}.")
+        else:
+            yield prefix + key, value
+
+
+def _plain(obj):
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj

@@ -1,0 +1,17 @@
+"""Per-task losses: each maps ``(tasks, n, ...)`` predictions and targets to a ``(tasks,)`` loss."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def mse(pred: Tensor, target: Tensor) -> Tensor:
+    """Mean squared error of each task, averaged over its examples and outputs."""
+    return (pred - target).square().flatten(1).mean(1)
+
+
+def cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
+    """Mean cross-entropy of each task; logits ``(tasks, n, classes)``, labels ``(tasks, n)``."""
+    tasks, n = labels.shape
+    return F.cross_entropy(logits.reshape(tasks * n, -1), labels.reshape(-1), reduction="none").view(tasks, n).mean(1)

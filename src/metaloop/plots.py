@@ -1,0 +1,107 @@
+"""Figures of a run: MAML Fig. 2-style fits, MSE vs adaptation steps, and the meta-training curve."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from metaloop import build  # noqa: E402
+from metaloop.evaluation import EVAL_JSON, evaluate, learners_of, load_run  # noqa: E402
+from metaloop.functional import detach, expand_tasks  # noqa: E402
+from metaloop.logging import METRICS, read_metrics  # noqa: E402
+
+COLORS = {"pretrained": "tab:orange", "scratch": "tab:gray"}
+ALGO_COLOR = "tab:blue"
+
+
+def plot_run(run_dir: Path) -> list[Path]:
+    """(Re)draw every figure of ``run_dir`` into ``run_dir/figures``; returns the files written."""
+    cfg, state = load_run(run_dir)
+    out = run_dir / "figures"
+    out.mkdir(exist_ok=True)
+    result = json.loads((run_dir / EVAL_JSON).read_text()) if (run_dir / EVAL_JSON).is_file() else evaluate(run_dir)
+    learners = learners_of(cfg, state)
+    files = [plot_fits(cfg, learners, out / "fits.png"), plot_mse_vs_steps(result, out / "mse_vs_steps.png")]
+    rows = read_metrics(run_dir / METRICS)
+    if rows:
+        files.append(plot_meta_loss(rows, cfg.preset, out / "meta_loss.png"))
+    return files
+
+
+def plot_fits(cfg, learners: dict, path: Path, steps=(0, 1, 10)) -> Path:
+    """Ground truth, the K support points, and predictions after 0, 1 and 10 steps, per task."""
+    n = cfg.eval.plot_tasks
+    generator = torch.Generator().manual_seed(cfg.eval.seed + 1)
+    tasks = build.task_distribution(cfg).sample(n, cfg.task.support, 0, generator)
+    x = torch.linspace(*cfg.task.x_range, 200).expand(n, 200).unsqueeze(-1)
+    truth = build.task_distribution(cfg).function(tasks.info["amplitude"], tasks.info["phase"], x)
+    shown = [cfg.algo.name] + [name for name in ("pretrained",) if name in learners]
+    fig, axes = plt.subplots(n, len(shown), figsize=(5 * len(shown), 2.8 * n), squeeze=False, sharex=True)
+    shades = plt.cm.viridis(torch.linspace(0.15, 0.85, len(steps)).tolist())
+    for col, name in enumerate(shown):
+        learner = learners[name]
+        predictions = {}
+        for s in steps:
+            start = detach(expand_tasks(learner.meta_params(), n), requires_grad=True)
+            adapted = learner.adapt(tasks.support_x, tasks.support_y, steps=s, params=start)
+            with torch.no_grad():
+                predictions[s] = learner.predict(adapted, x)
+        for row in range(n):
+            ax = axes[row][col]
+            ax.plot(x[row, :, 0], truth[row, :, 0], color="black", lw=2, label="ground truth")
+            for shade, s in zip(shades, steps):
+                label = "pre-update" if s == 0 else f"after {s} step{'s' * (s > 1)}"
+                ax.plot(x[row, :, 0], predictions[s][row, :, 0], color=shade, lw=1.5, ls="--" if s == 0 else "-",
+                        label=label)
+            ax.scatter(tasks.support_x[row, :, 0], tasks.support_y[row, :, 0], color="tab:red", zorder=3, s=18,
+                       label=f"{cfg.task.support} support points")
+            ax.set_ylim(-6, 6)
+            if row == 0:
+                ax.set_title(f"{name}: fine-tuned with K={cfg.task.support}")
+    axes[0][0].legend(loc="lower left", fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_mse_vs_steps(result: dict, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    curves = {result["algorithm"]: result, **result["baselines"]}
+    for name, r in curves.items():
+        steps = [int(s) for s, m in r["mse_after_steps"].items() if m is not None and r["mse_stderr"][s] is not None]
+        mean = torch.tensor([r["mse_after_steps"][str(s)] for s in steps])
+        err = torch.tensor([r["mse_stderr"][str(s)] for s in steps])
+        color = COLORS.get(name, ALGO_COLOR)
+        ax.plot(steps, mean, marker="o", ms=3, color=color, label=name)
+        ax.fill_between(steps, mean - 1.96 * err, mean + 1.96 * err, color=color, alpha=0.2)
+    ax.set_yscale("log")
+    ax.set_xlabel("gradient steps on the K support points")
+    ax.set_ylabel("query MSE (95% CI)")
+    ax.set_title(f"{result['preset']}: {result['tasks']} unseen tasks")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_meta_loss(rows: list[dict], preset: str, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([r["step"] for r in rows], [r["meta_loss"] for r in rows], color=ALGO_COLOR)
+    ax.set_yscale("log")
+    ax.set_xlabel("meta-step")
+    ax.set_ylabel("post-adaptation query loss")
+    ax.set_title(f"{preset}: meta-training")
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

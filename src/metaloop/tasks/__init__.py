@@ -1,0 +1,6 @@
+"""Task distributions. A distribution samples a whole meta-batch as one :class:`TaskBatch`."""
+
+from metaloop.tasks.batch import TaskBatch
+from metaloop.tasks.sinusoid import Sinusoid
+
+__all__ = ["TaskBatch", "Sinusoid"]
