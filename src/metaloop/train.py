@@ -82,6 +82,8 @@ def _run(cfg: Config, run_dir: Path, state: dict | None, progress: bool) -> Path
     logger = MetricsLogger(run_dir, resume_step=step if state is not None else None)
     bar = Progress(total, cfg.preset, start=step, enabled=progress)
     try:
+        if state is None:
+            save()  # a run directory always holds a loadable checkpoint, from meta-step 0 on
         t0, t_steps = time.perf_counter(), 0
         while step < total:
             step += 1

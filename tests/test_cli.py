@@ -1,0 +1,82 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from metaloop.cli import main
+
+TINY = ["--set", "train.meta_steps=20", "--set", "baseline.pretrain_steps=20", "--set", "train.meta_batch=4",
+        "--set", "eval.tasks=10", "--set", "eval.plot_tasks=2", "--set", "model.hidden=8,8", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("runs") / "r"
+    assert main(["train", "maml-sinusoid", "--run-dir", str(path), "--seed", "3", *TINY]) == 0
+    return path
+
+
+def test_presets_lists_every_sinusoid_algorithm(capsys):
+    assert main(["presets"]) == 0
+    out = capsys.readouterr().out
+    for name in ("maml-sinusoid", "fomaml-sinusoid", "metasgd-sinusoid", "reptile-sinusoid", "imaml-sinusoid"):
+        assert name in out
+
+
+def test_train_writes_a_complete_run_directory(run_dir):
+    for name in ("config.yaml", "metrics.jsonl", "checkpoints/last.pt"):
+        assert (run_dir / name).is_file(), name
+    assert any((run_dir / "tensorboard").iterdir())
+    assert "seed: 3" in (run_dir / "config.yaml").read_text()
+
+
+def test_eval_json_has_the_documented_keys(run_dir, capsys):
+    assert main(["eval", str(run_dir), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["algorithm"] == "maml" and result["meta_steps"] == 20 and result["tasks"] == 10
+    assert set(result["mse_after_steps"]) == {str(s) for s in range(11)}
+    assert set(result["baselines"]) == {"pretrained", "scratch"}
+    assert set(result["baselines"]["pretrained"]) == {"mse_after_steps", "mse_stderr"}
+    assert json.loads((run_dir / "eval.json").read_text()) == result
+
+
+def test_eval_table_and_plot(run_dir, capsys):
+    assert main(["eval", str(run_dir)]) == 0
+    table = capsys.readouterr().out
+    assert "maml" in table and "pretrained" in table and "scratch" in table and "10 steps" in table
+    assert main(["plot", str(run_dir)]) == 0
+    for name in ("fits.png", "mse_vs_steps.png", "meta_loss.png"):
+        assert (run_dir / "figures" / name).stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "maml-sinusiod"], "unknown preset 'maml-sinusiod'; did you mean maml-sinusoid"),
+    (["train", "maml-sinusoid", "--set", "train.steps=3"], "unknown config key 'train.steps'"),
+    (["train", "maml-sinusoid", "--set", "train.meta_steps=many"], "train.meta_steps must be int"),
+    (["eval", "/nonexistent/run"], "run directory /nonexistent/run does not exist"),
+    (["train", "--resume", "/nonexistent/run"], "run directory /nonexistent/run does not exist"),
+    (["train"], "train needs a PRESET"),
+])
+def test_bad_input_gets_one_line_and_exit_2(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_corrupt_checkpoint_and_missing_config(tmp_path, run_dir, capsys):
+    broken = tmp_path / "broken"
+    (broken / "checkpoints").mkdir(parents=True)
+    (broken / "config.yaml").write_text((run_dir / "config.yaml").read_text())
+    (broken / "checkpoints" / "last.pt").write_bytes(b"\x00garbage")
+    assert main(["eval", str(broken)]) == 2
+    assert "corrupt" in capsys.readouterr().err
+    (broken / "config.yaml").unlink()
+    assert main(["eval", str(broken)]) == 2
+    assert "config.yaml does not exist" in capsys.readouterr().err
+
+
+def test_module_entry_point_prints_no_traceback():
+    proc = subprocess.run([sys.executable, "-m", "metaloop", "train", "nope"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and "unknown preset 'nope'" in proc.stderr

@@ -1,0 +1,56 @@
+import pytest
+
+from metaloop.config import Config, apply_overrides, known_keys
+from metaloop.errors import ConfigError
+from metaloop.presets import PRESETS, get_preset
+
+
+def test_every_preset_resolves_and_round_trips(tmp_path):
+    for name in PRESETS:
+        cfg = get_preset(name)
+        assert cfg.preset == name and cfg.description
+        cfg.save(tmp_path / "config.yaml")
+        assert Config.load(tmp_path / "config.yaml") == cfg
+
+
+def test_sinusoid_presets_use_the_paper_settings():
+    for name in ("maml-sinusoid", "fomaml-sinusoid", "metasgd-sinusoid", "reptile-sinusoid", "imaml-sinusoid"):
+        cfg = get_preset(name)
+        assert (cfg.task.support, cfg.train.meta_batch, cfg.model.hidden) == (10, 25, (40, 40))
+        assert cfg.task.amplitude == (0.1, 5.0) and cfg.task.x_range == (-5.0, 5.0)
+    maml = get_preset("maml-sinusoid")
+    assert (maml.algo.inner_lr, maml.algo.inner_steps, maml.train.outer_lr, maml.train.meta_steps) == (0.01, 1, 1e-3, 5000)
+
+
+def test_overrides_are_typed():
+    cfg = apply_overrides(get_preset("maml-sinusoid"),
+                          ["train.meta_steps=7", "algo.inner_lr=1", "model.hidden=20,30", "algo.name=fomaml"])
+    assert cfg.train.meta_steps == 7 and cfg.algo.inner_lr == 1.0 and isinstance(cfg.algo.inner_lr, float)
+    assert cfg.model.hidden == (20, 30) and cfg.algo.name == "fomaml"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.meta_step=3", "unknown config key 'train.meta_step'"),
+    ("nosection.x=1", "unknown config key"),
+    ("train=3", "unknown config key"),
+    ("train.meta_steps=abc", "train.meta_steps must be int"),
+    ("train.meta_steps=1.5", "train.meta_steps must be int"),
+    ("algo.inner_lr=fast", "algo.inner_lr must be float"),
+    ("algo.name=mamll", "algo.name must be one of"),
+    ("task.amplitude=1,2,3", "task.amplitude takes 2 values"),
+    ("train.meta_steps", "expects key=value"),
+    ("algo.inner_lr=-1", "algo.inner_lr must be > 0"),
+])
+def test_bad_overrides_name_the_problem(override, message):
+    with pytest.raises(ConfigError, match=message):
+        apply_overrides(get_preset("maml-sinusoid"), [override])
+
+
+def test_unknown_preset_suggests_close_names():
+    with pytest.raises(ConfigError, match="did you mean maml-sinusoid"):
+        get_preset("maml-sinusiod")
+
+
+def test_known_keys_are_dotted():
+    keys = known_keys()
+    assert "train.meta_steps" in keys and "algo.lam" in keys and "seed" in keys

@@ -1,0 +1,114 @@
+import json
+
+import pytest
+import torch
+
+from metaloop import checkpoint, train
+from metaloop.config import apply_overrides
+from metaloop.errors import CheckpointError, DivergedError, UserError
+from metaloop.logging import MetricsLogger
+from metaloop.meta import MAML
+from metaloop.presets import get_preset
+
+TINY = ["train.meta_steps=30", "train.checkpoint_every=10", "train.log_every=5", "baseline.pretrain_steps=20",
+        "train.meta_batch=5", "model.hidden=16,16", "eval.tasks=20", "eval.max_steps=2"]
+
+
+def tiny(preset="maml-sinusoid", *extra):
+    return apply_overrides(get_preset(preset), TINY + list(extra))
+
+
+def losses(run_dir):
+    return [(r["step"], r["meta_loss"]) for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())]
+
+
+def final_state(run_dir):
+    return checkpoint.load(train.checkpoint_path(run_dir))
+
+
+@pytest.mark.parametrize("preset", ["maml-sinusoid", "reptile-sinusoid", "imaml-sinusoid", "metasgd-sinusoid"])
+def test_interrupted_and_resumed_run_ends_with_the_same_numbers(tmp_path, monkeypatch, preset):
+    whole = train.start(tiny(preset), tmp_path / "whole", progress=False)
+
+    learner_cls = type(train.build.learner(tiny(preset), train.build.model(tiny(preset))))
+    original, calls = learner_cls.meta_backward, {"n": 0}
+
+    def dies_at_step_25(self, tasks):
+        calls["n"] += 1
+        if calls["n"] == 25:
+            raise KeyboardInterrupt
+        return original(self, tasks)
+
+    monkeypatch.setattr(learner_cls, "meta_backward", dies_at_step_25)
+    with pytest.raises(KeyboardInterrupt):
+        train.start(tiny(preset), tmp_path / "cut", progress=False)
+    assert final_state(tmp_path / "cut")["step"] == 20
+    monkeypatch.setattr(learner_cls, "meta_backward", original)
+    cut = train.resume(tmp_path / "cut", progress=False)
+
+    a, b = final_state(whole), final_state(cut)
+    assert a["step"] == b["step"] == 30
+    for key in a["learner"]:
+        assert torch.equal(a["learner"][key], b["learner"][key]), key
+    for key in a["pretrained"]:
+        assert torch.equal(a["pretrained"][key], b["pretrained"][key]), key
+    assert losses(whole) == losses(cut)
+
+
+def test_resume_of_a_finished_run_changes_nothing(tmp_path):
+    run = train.start(tiny(), tmp_path / "r", progress=False)
+    before = final_state(run)
+    train.resume(run, progress=False)
+    after = final_state(run)
+    assert all(torch.equal(before["learner"][k], after["learner"][k]) for k in before["learner"])
+    assert [s for s, _ in losses(run)] == [5, 10, 15, 20, 25, 30]
+
+
+def test_a_run_directory_is_never_overwritten(tmp_path):
+    train.start(tiny(), tmp_path / "r", progress=False)
+    with pytest.raises(UserError, match="already holds a run"):
+        train.start(tiny(), tmp_path / "r", progress=False)
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    original = MAML.meta_backward
+
+    def nan_at_step_17(self, tasks, calls={"n": 0}):
+        calls["n"] += 1
+        loss = original(self, tasks)
+        return loss * float("nan") if calls["n"] == 17 else loss
+
+    monkeypatch.setattr(MAML, "meta_backward", nan_at_step_17)
+    with pytest.raises(DivergedError, match="at meta-step 17.*meta-step 10"):
+        train.start(tiny(), tmp_path / "r", progress=False)
+    assert final_state(tmp_path / "r")["step"] == 10
+
+
+def test_atomic_save_keeps_the_old_checkpoint_when_writing_fails(tmp_path):
+    path = tmp_path / "last.pt"
+    checkpoint.save_atomic({"step": 1, "learner": {}}, path)
+    with pytest.raises(Exception):
+        checkpoint.save_atomic({"step": 2, "learner": lambda: None}, path)  # unpicklable
+    assert checkpoint.load(path)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_corrupt_or_foreign_checkpoints_are_refused(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        checkpoint.load(bad)
+    torch.save({"weights": torch.zeros(1)}, bad)
+    with pytest.raises(CheckpointError, match="not a metaloop checkpoint"):
+        checkpoint.load(bad)
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        checkpoint.load(tmp_path / "missing.pt")
+
+
+def test_resume_drops_rows_after_the_checkpoint_and_a_torn_last_line(tmp_path):
+    run = train.start(tiny(), tmp_path / "r", progress=False)
+    with (run / "metrics.jsonl").open("a") as f:
+        f.write('{"step": 35, "meta_lo')  # a kill mid-write
+    logger = MetricsLogger(run, resume_step=20, tensorboard=False)
+    logger.close()
+    assert [s for s, _ in losses(run)] == [5, 10, 15, 20]
