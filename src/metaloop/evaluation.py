@@ -81,7 +81,9 @@ def evaluate(run_dir: Path) -> dict:
 
 
 def format_table(result: dict, steps=(0, 1, 5, 10)) -> str:
-    steps = [s for s in steps if str(s) in result["mse_after_steps"]]
+    """The evaluation as a text table: the given steps and the last one evaluated."""
+    last = max(map(int, result["mse_after_steps"]))
+    steps = sorted({s for s in steps if s <= last} | {last})
     rows = {result["algorithm"]: result, **result["baselines"]}
     head = f"{'MSE on ' + str(result['tasks']) + ' unseen tasks':<28}" + "".join(f"{f'{s} steps':>18}" for s in steps)
     lines = [head, "-" * len(head)]
