@@ -40,15 +40,22 @@ def detach(params: Params, requires_grad: bool = False) -> Params:
 
 
 def sgd_step(params: Params, grads: Iterable[Tensor], lr) -> Params:
-    """θ' = θ − α ∇θ; ``lr`` is a float or a dict of per-parameter tensors (Meta-SGD)."""
+    """θ' = θ − α ∇θ; ``lr`` is a float or a dict of per-parameter tensors (Meta-SGD).
+
+    Each update is one fused op (``sub`` with ``alpha``, or ``addcmul``) rather than a multiply
+    and a subtract: a second-order meta-gradient differentiates every op of the inner loop again,
+    and on small models that per-op overhead, not arithmetic, is most of the time.
+    """
     if isinstance(lr, dict):
-        return {k: v - lr[k] * g for (k, v), g in zip(params.items(), grads)}
-    return {k: v - lr * g for (k, v), g in zip(params.items(), grads)}
+        return {k: torch.addcmul(v, lr[k], g, value=-1) for (k, v), g in zip(params.items(), grads)}
+    if isinstance(lr, Tensor):
+        return {k: v - lr * g for (k, v), g in zip(params.items(), grads)}
+    return {k: v.sub(g, alpha=lr) for (k, v), g in zip(params.items(), grads)}
 
 
 def task_dot(a: Params, b: Params) -> Tensor:
     """Per-task inner product Σ_params ⟨a_i, b_i⟩ of task-batched dicts: shape (tasks,)."""
-    return sum((a[k] * b[k]).flatten(1).sum(1) for k in a)
+    return torch.stack([(a[k] * b[k]).sum(tuple(range(1, a[k].dim()))) for k in a]).sum(0)
 
 
 def batched_forward(model: nn.Module) -> BatchedForward:
