@@ -30,7 +30,7 @@ def learner(cfg: Config, net: nn.Module) -> MetaLearner:
     if a.name == "reptile":
         return Reptile(net, a.inner_lr, a.inner_steps, a.inner_optimizer)
     if a.name == "imaml":
-        return IMAML(net, a.inner_lr, a.inner_steps, a.lam, a.cg_steps, a.damping)
+        return IMAML(net, a.inner_lr, a.inner_steps, a.lam, a.cg_steps, a.damping, a.inner_solver)
     raise ValueError(f"unknown algorithm {a.name!r}")
 
 

@@ -43,6 +43,7 @@ class AlgoConfig:
     lam: float = 2.0  # iMAML proximal regularisation λ
     cg_steps: int = 5  # iMAML conjugate-gradient steps
     damping: float = 0.0  # iMAML Hessian damping δ
+    inner_solver: str = "gd"  # iMAML: gd | hessian_free
     inner_optimizer: str = "sgd"  # Reptile: sgd | adam
 
 
@@ -101,6 +102,7 @@ class Config:
             (self.eval.tasks >= 2 and self.eval.max_steps >= 0, "eval.tasks must be >= 2 and eval.max_steps >= 0"),
             (self.model.activation in ("relu", "tanh"), "model.activation must be 'relu' or 'tanh'"),
             (self.algo.inner_optimizer in ("sgd", "adam"), "algo.inner_optimizer must be 'sgd' or 'adam'"),
+            (self.algo.inner_solver in ("gd", "hessian_free"), "algo.inner_solver must be 'gd' or 'hessian_free'"),
         ]
         for ok, message in checks:
             if not ok:

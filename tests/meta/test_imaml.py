@@ -137,6 +137,30 @@ def test_implicit_gradient_equals_closed_form_on_quadratic():
     torch.testing.assert_close(model.layers[0].bias.grad, expected[:, 3:].mean(0), rtol=1e-8, atol=1e-10)
 
 
+def test_hessian_free_inner_solver_solves_the_quadratic_proximal_problem_in_one_step():
+    # On a linear model the Gauss-Newton matrix is the Hessian, so one Gauss-Newton step with
+    # n = dim + 1 CG iterations is an exact Newton step onto φ*, and the gradient is the closed form.
+    tasks, model = linear_regression_tasks(), linear_model()
+    learner = ml.IMAML(model, inner_lr=1.0, inner_steps=1, lam=LAM, cg_steps=4, inner_solver="hessian_free")
+    torch.testing.assert_close(implicit_meta_gradients(learner, tasks), closed_form_meta_gradients(model, tasks, LAM),
+                               rtol=1e-8, atol=1e-10)
+
+
+def test_gauss_newton_product_is_positive_semidefinite_on_an_mlp(make_model, tasks, task_mse):
+    from metaloop.functional import expand_tasks
+    from metaloop.meta.imaml import gauss_newton_vector_product
+
+    model = make_model("mlp", hidden=6)
+    learner = ml.IMAML(model)
+    params = {k: v.detach().clone().requires_grad_() for k, v in expand_tasks(learner.meta_params(), 3).items()}
+    gvp = gauss_newton_vector_product(learner.forward_tasks, learner.loss_fn, params, tasks.support_x, tasks.support_y)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        v = {k: torch.randn(p.shape, generator=generator, dtype=p.dtype) for k, p in params.items()}
+        curvature = sum((v[k] * g).flatten(1).sum(1) for k, g in gvp(v).items())
+        assert (curvature >= -1e-12).all()
+
+
 def test_implicit_gradient_converges_with_inner_and_cg_steps_on_quadratic():
     tasks, model = linear_regression_tasks(seed=3), linear_model(seed=4)
     expected = closed_form_meta_gradients(model, tasks, LAM)
@@ -230,7 +254,8 @@ def test_batched_equals_per_task_loop(make_model, tasks, task_mse, model_kind):
                                rtol=1e-6, atol=1e-9)
 
 
-@pytest.mark.parametrize("kwargs, match", [({"lam": 0.0}, "lam"), ({"cg_steps": 0}, "cg_steps")])
+@pytest.mark.parametrize("kwargs, match", [({"lam": 0.0}, "lam"), ({"cg_steps": 0}, "cg_steps"),
+                                           ({"inner_solver": "newton"}, "inner_solver")])
 def test_invalid_hyperparameters_rejected(make_model, kwargs, match):
     with pytest.raises(ValueError, match=match):
         ml.IMAML(make_model("mlp"), **kwargs)
