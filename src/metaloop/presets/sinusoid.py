@@ -25,7 +25,13 @@ PRESETS = {
          "train.outer_optimizer": "sgd", "train.outer_lr": 1.0, "train.lr_schedule": "linear"},
     ),
     "imaml-sinusoid": (
-        "iMAML: proximal inner problem (λ = 2) by 10 GD steps, 5 CG steps, 5000 meta-steps",
-        {"algo.name": "imaml", "algo.inner_lr": 0.01, "algo.inner_steps": 10, "algo.lam": 2.0, "algo.cg_steps": 5},
+        "iMAML: proximal inner problem (λ = 2) by 5 Hessian-free steps, 5 CG steps each, 5000 meta-steps",
+        {"algo.name": "imaml", "algo.inner_solver": "hessian_free", "algo.inner_lr": 1.0, "algo.inner_steps": 5,
+         "algo.lam": 2.0, "algo.cg_steps": 5},
+    ),
+    "imaml-gd-sinusoid": (
+        "iMAML with the GD inner solver (λ = 2, 20 steps of 0.005): stable but under-solved; see docs",
+        {"algo.name": "imaml", "algo.inner_solver": "gd", "algo.inner_lr": 0.005, "algo.inner_steps": 20,
+         "algo.lam": 2.0, "algo.cg_steps": 5, "eval.max_steps": 20},
     ),
 }
