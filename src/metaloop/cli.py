@@ -120,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"metaloop: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stdout = None
+        return 0
     except KeyboardInterrupt:
         print("\nmetaloop: interrupted; the last checkpoint is intact (resume with `metaloop train --resume RUN_DIR`)",
               file=sys.stderr)
