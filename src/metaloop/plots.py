@@ -74,14 +74,21 @@ def plot_fits(cfg, learners: dict, path: Path, steps=(0, 1, 10)) -> Path:
 def plot_mse_vs_steps(result: dict, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6, 4))
     curves = {result["algorithm"]: result, **result["baselines"]}
+    # A curve that blows up (Meta-SGD past the step count it was trained for) must not
+    # squash the others: the axis stops at twice the worst unadapted error.
+    top = 2 * max(r["mse_after_steps"]["0"] or 0 for r in curves.values())
     for name, r in curves.items():
-        steps = [int(s) for s, m in r["mse_after_steps"].items() if m is not None and r["mse_stderr"][s] is not None]
+        steps = [int(s) for s, m in r["mse_after_steps"].items()
+                 if m is not None and m <= top and r["mse_stderr"][s] is not None]
         mean = torch.tensor([r["mse_after_steps"][str(s)] for s in steps])
         err = torch.tensor([r["mse_stderr"][str(s)] for s in steps])
         color = COLORS.get(name, ALGO_COLOR)
-        ax.plot(steps, mean, marker="o", ms=3, color=color, label=name)
+        off_scale = [s for s, m in r["mse_after_steps"].items() if m is None or m > top]
+        label = f"{name} (off scale from step {min(map(int, off_scale))})" if off_scale else name
+        ax.plot(steps, mean, marker="o", ms=3, color=color, label=label)
         ax.fill_between(steps, mean - 1.96 * err, mean + 1.96 * err, color=color, alpha=0.2)
     ax.set_yscale("log")
+    ax.set_ylim(top=top)
     ax.set_xlabel("gradient steps on the K support points")
     ax.set_ylabel("query MSE (95% CI)")
     ax.set_title(f"{result['preset']}: {result['tasks']} unseen tasks")
