@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
+from metaloop import distributed
 from metaloop.errors import UserError
 
 DEMO_PRESET = "maml-sinusoid"
@@ -39,19 +41,58 @@ def _config(args):
 def cmd_train(args) -> Path:
     from metaloop import train
 
+    if args.resume and (args.preset or args.set or args.seed is not None):
+        raise UserError("--resume takes only the run directory; its config.yaml fixes everything else")
+    if not args.resume and not args.preset:
+        raise UserError("train needs a PRESET (see `metaloop presets`) or --resume RUN_DIR")
+    if args.nproc < 1:
+        raise UserError(f"--nproc must be >= 1, got {args.nproc}")
+    if args.nproc > 1 and not distributed.launched():
+        return launch(args)
+    if distributed.launched() and args.nproc not in (1, distributed.world_size()):
+        raise UserError(f"--nproc {args.nproc} disagrees with torchrun's {distributed.world_size()} processes")
     if args.resume:
-        if args.preset or args.set or args.seed is not None:
-            raise UserError("--resume takes only the run directory; its config.yaml fixes everything else")
         run_dir = Path(args.resume)
         train.resume(run_dir, progress=not args.quiet)
     else:
-        if not args.preset:
-            raise UserError("train needs a PRESET (see `metaloop presets`) or --resume RUN_DIR")
         cfg = _config(args)
-        run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(cfg.preset)
+        run_dir = Path(args.run_dir) if args.run_dir else distributed.from_rank0(default_run_dir, cfg.preset)
         train.start(cfg, run_dir, progress=not args.quiet)
-    print(f"run directory: {run_dir}")
+    if distributed.rank() == 0:
+        print(f"run directory: {run_dir}")
     return run_dir
+
+
+def launch(args) -> Path:
+    """``metaloop train --nproc N``: the same command in N local processes, through torchrun's launcher."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
+
+    if args.resume:
+        run_dir = Path(args.resume)
+        argv = ["train", "--resume", str(run_dir)]
+    else:
+        _config(args)  # a bad preset or --set fails here, once, before any process starts
+        run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.preset)
+        argv = ["train", args.preset, "--run-dir", str(run_dir), *(f"--set={s}" for s in args.set or [])]
+        argv += [] if args.seed is None else ["--seed", str(args.seed)]
+    argv += ["--quiet"] if args.quiet else []
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.nproc)))
+    torchrun = ["--standalone", f"--nproc-per-node={args.nproc}", "--module", "metaloop", *argv]
+    try:
+        run(get_args_parser().parse_args(torchrun))
+    except ChildFailedError as exc:
+        first, failure = exc.get_first_failure()  # the others were stopped by the launcher
+        raise UserError(f"rank {first} of {args.nproc} failed ({_exit_reason(failure)}), training stopped; "
+                        f"the last checkpoint in {run_dir} is intact, continue "
+                        f"with `metaloop train --resume {run_dir} --nproc {args.nproc}`") from None
+    return run_dir
+
+
+def _exit_reason(failure) -> str:
+    if failure.exitcode is not None and failure.exitcode < 0:
+        return f"killed by {failure.signal_name()}"
+    return f"exit code {failure.exitcode}"
 
 
 def cmd_eval(args) -> None:
@@ -74,6 +115,8 @@ def cmd_demo(args) -> None:
 
     args.preset, args.resume = args.preset or DEMO_PRESET, None
     run_dir = cmd_train(args)
+    if distributed.rank() != 0:
+        return
     print()
     print(format_table(evaluate(run_dir)))
     print("\nfigures:")
@@ -92,6 +135,8 @@ def parser() -> argparse.ArgumentParser:
         q.add_argument("--seed", type=int, help="seed for torch, the task stream and the baselines")
         q.add_argument("--run-dir", help="where to write the run (default runs/<preset>-<time>)")
         q.add_argument("--quiet", action="store_true", help="no progress bar")
+        q.add_argument("--nproc", type=int, default=1, metavar="N",
+                       help="split each meta-batch across N local processes (torchrun for several machines)")
 
     t = sub.add_parser("train", help="meta-train a preset into a run directory, or --resume one")
     run_options(t, preset_required=False)
@@ -116,10 +161,15 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        args.func(args)
+        with distributed.process_group():
+            args.func(args)
     except UserError as exc:
-        print(f"metaloop: error: {exc}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # every rank raises the same error; one says it
+            print(f"metaloop: error: {exc}", file=sys.stderr)
         return 2
+    except distributed.RankFailedError as exc:
+        print(f"metaloop: error: {exc}", file=sys.stderr)
+        return 1
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stdout = None
         return 0

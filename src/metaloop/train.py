@@ -8,6 +8,9 @@
 
 Resuming restores parameters, optimizer, the task generator and the logging window,
 so an interrupted-and-resumed run ends with exactly the numbers of an uninterrupted one.
+
+Under torchrun every rank runs this loop on its share of each meta-batch (see
+:mod:`metaloop.distributed`); rank 0 alone reads and writes the run directory.
 """
 
 from __future__ import annotations
@@ -18,11 +21,12 @@ from pathlib import Path
 
 import torch
 
-from metaloop import build, checkpoint
+from metaloop import build, checkpoint, distributed
 from metaloop.baselines import pretrain_jointly
 from metaloop.config import Config
 from metaloop.errors import DivergedError, UserError
 from metaloop.logging import MetricsLogger, Progress
+from metaloop.tasks import TaskBatch
 
 CONFIG = "config.yaml"
 
@@ -33,22 +37,41 @@ def checkpoint_path(run_dir: Path) -> Path:
 
 def start(cfg: Config, run_dir: Path, progress: bool = True) -> Path:
     """Create ``run_dir`` and meta-train ``cfg`` in it."""
+    distributed.from_rank0(_create, cfg, run_dir)
+    return _run(cfg, run_dir, None, progress)
+
+
+def resume(run_dir: Path, progress: bool = True) -> Path:
+    """Continue the run in ``run_dir`` from its last checkpoint (with any number of ranks)."""
+    cfg, state = distributed.from_rank0(_load, run_dir)
+    return _run(cfg, run_dir, state, progress)
+
+
+def _create(cfg: Config, run_dir: Path) -> None:
     if (run_dir / CONFIG).exists():
         raise UserError(f"{run_dir} already holds a run; continue it with `metaloop train --resume {run_dir}`")
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     (run_dir / "figures").mkdir(exist_ok=True)
     cfg.save(run_dir / CONFIG)
-    return _run(cfg, run_dir, None, progress)
 
 
-def resume(run_dir: Path, progress: bool = True) -> Path:
-    """Continue the run in ``run_dir`` from its last checkpoint."""
+def _load(run_dir: Path) -> tuple[Config, dict | None]:
     if not run_dir.is_dir():
         raise UserError(f"run directory {run_dir} does not exist")
     cfg = Config.load(run_dir / CONFIG)
     path = checkpoint_path(run_dir)
-    state = checkpoint.load(path) if path.exists() else None
-    return _run(cfg, run_dir, state, progress)
+    return cfg, checkpoint.load(path) if path.exists() else None
+
+
+def meta_gradient(learner, batch: TaskBatch) -> float:
+    """The meta-gradient of the whole meta-batch ``batch`` into ``.grad``; returns the mean query loss.
+
+    Each rank computes its share of the tasks; the all-reduce makes the result the mean over
+    all tasks, as in one process.
+    """
+    start, stop = distributed.share(batch.num_tasks)
+    loss = learner.meta_backward(batch.slice(start, stop))
+    return distributed.all_reduce_mean(learner.parameters(), loss, (stop - start) / batch.num_tasks)
 
 
 def _run(cfg: Config, run_dir: Path, state: dict | None, progress: bool) -> Path:
@@ -78,11 +101,12 @@ def _run(cfg: Config, run_dir: Path, state: dict | None, progress: bool) -> Path
             "task_rng": generator.get_state(), "scratch": scratch, "window": list(window),
             "pretrained": pretrained}, checkpoint_path(run_dir))
 
-    total = cfg.train.meta_steps
-    logger = MetricsLogger(run_dir, resume_step=step if state is not None else None)
-    bar = Progress(total, cfg.preset, start=step, enabled=progress)
+    total, main = cfg.train.meta_steps, distributed.rank() == 0
+    distributed.share(cfg.train.meta_batch)  # fails early if there are more ranks than tasks
+    logger = MetricsLogger(run_dir, resume_step=step if state is not None else None) if main else None
+    bar = Progress(total, cfg.preset, start=step, enabled=progress and main)
     try:
-        if state is None:
+        if state is None and main:
             save()  # a run directory always holds a loadable checkpoint, from meta-step 0 on
         t0, t_steps = time.perf_counter(), 0
         while step < total:
@@ -91,23 +115,27 @@ def _run(cfg: Config, run_dir: Path, state: dict | None, progress: bool) -> Path
                 group["lr"] = build.outer_lr_at(cfg, step)
             batch = tasks.sample(cfg.train.meta_batch, cfg.task.support, cfg.task.query, generator)
             optimizer.zero_grad(set_to_none=True)
-            loss = learner.meta_backward(batch).item()
+            try:
+                loss = meta_gradient(learner, batch)
+            except distributed.RankFailedError as exc:
+                raise distributed.RankFailedError(f"{exc}; stopped at meta-step {step}, the last checkpoint "
+                                                  f"(meta-step {_last_saved(cfg, step)}) is intact") from None
             if not math.isfinite(loss):
                 raise DivergedError(f"meta-loss is {loss} at meta-step {step}; stopped, the last good "
-                                    f"checkpoint (meta-step {step - 1 - (step - 1) % cfg.train.checkpoint_every}) is kept")
+                                    f"checkpoint (meta-step {_last_saved(cfg, step)}) is kept")
             optimizer.step()
             window = (window[0] + loss, window[1] + 1)
             t_steps += 1
-            if step % cfg.train.log_every == 0 or step == total:
+            if main and (step % cfg.train.log_every == 0 or step == total):
                 elapsed = time.perf_counter() - t0
                 logger.log(step, meta_loss=window[0] / window[1],
                            tasks_per_s=t_steps * cfg.train.meta_batch / max(elapsed, 1e-9))
                 bar.update(step, loss=window[0] / window[1])
                 window, t0, t_steps = (0.0, 0), time.perf_counter(), 0
-            if step % cfg.train.checkpoint_every == 0 or step == total:
+            if main and (step % cfg.train.checkpoint_every == 0 or step == total):
                 save()
         bar.close()
-        if state is None or state.get("pretrained") is None:
+        if main and (state is None or state.get("pretrained") is None):
             torch.manual_seed(cfg.seed + 1)
             baseline_rng = torch.Generator().manual_seed(cfg.seed + 1)
             pretrained = pretrain_jointly(build.model(cfg), tasks, cfg.baseline.pretrain_steps,
@@ -115,5 +143,11 @@ def _run(cfg: Config, run_dir: Path, state: dict | None, progress: bool) -> Path
                                           cfg.task.support + cfg.task.query, baseline_rng, progress)
             save(pretrained)
     finally:
-        logger.close()
+        if logger is not None:
+            logger.close()
     return run_dir
+
+
+def _last_saved(cfg: Config, step: int) -> int:
+    """The meta-step of the last checkpoint written before meta-step ``step``."""
+    return step - 1 - (step - 1) % cfg.train.checkpoint_every
