@@ -20,8 +20,8 @@ PRESETS = {
         {**_MAML, "algo.name": "metasgd"},
     ),
     "reptile-sinusoid": (
-        "Reptile: 5 inner SGD steps (lr 0.02), outer SGD ε = 1.0 decayed linearly, 5000 meta-steps",
-        {"algo.name": "reptile", "algo.inner_lr": 0.02, "algo.inner_steps": 5, "algo.inner_optimizer": "sgd",
+        "Reptile: 5 inner Adam steps (β1 = 0, lr 0.01), outer SGD ε = 1.0 decayed linearly, 5000 meta-steps",
+        {"algo.name": "reptile", "algo.inner_lr": 0.01, "algo.inner_steps": 5, "algo.inner_optimizer": "adam",
          "train.outer_optimizer": "sgd", "train.outer_lr": 1.0, "train.lr_schedule": "linear"},
     ),
     "imaml-sinusoid": (
