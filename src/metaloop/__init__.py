@@ -14,10 +14,10 @@ The public API in one screen::
 
 from metaloop.losses import cross_entropy, mse
 from metaloop.meta import FOMAML, IMAML, MAML, MetaLearner, MetaSGD, Reptile
-from metaloop.nn import MLP
-from metaloop.tasks import Sinusoid, TaskBatch
+from metaloop.nn import MLP, Conv4
+from metaloop.tasks import FewShotImages, Sinusoid, TaskBatch
 
 __version__ = "0.1.0"
 
-__all__ = ["MAML", "FOMAML", "MetaSGD", "Reptile", "IMAML", "MetaLearner", "MLP", "TaskBatch", "Sinusoid",
-           "mse", "cross_entropy", "__version__"]
+__all__ = ["MAML", "FOMAML", "MetaSGD", "Reptile", "IMAML", "MetaLearner", "MLP", "Conv4", "TaskBatch", "Sinusoid",
+           "FewShotImages", "mse", "cross_entropy", "__version__"]

@@ -1,0 +1,1 @@
+"""Datasets on disk: download, checksum, decode once, cache. Task distributions over them live in tasks/."""

@@ -1,0 +1,76 @@
+"""The 4-block convolutional network of few-shot classification (Vinyals et al. 2016; MAML, Finn et al. 2017 §5.2).
+
+Each block: 3×3 convolution (``hidden`` filters, padding 1), batch norm, ReLU, then 2×2 max-pool
+(``downsample="maxpool"``, the paper's description) or a stride-2 convolution instead of the pool
+(``downsample="stride"``, what MAML's code runs on Omniglot). A linear head maps the flattened
+features to the ``ways`` logits. 28×28 inputs give 64×1×1 features with max-pool, 64×2×2 with strides.
+
+Batch norm is MAML's transductive form: always the statistics of the current batch (one task's
+images), no running averages, learned affine γ, β. Convolutions carry no bias: the batch norm right
+after subtracts any per-channel constant, so a bias would only get zero gradients.
+"""
+
+from __future__ import annotations
+
+from typing import Dict
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+DOWNSAMPLING = ("maxpool", "stride")
+
+
+class Conv4(nn.Module):
+    """conv4 with a native ``forward_tasks``: tasks folded into channels, grouped convolutions.
+
+    ``forward_tasks(params, x)`` folds ``(tasks, n, C, H, W)`` into ``(n, tasks·C, H, W)`` and runs
+    every task's convolution as one ``conv2d(..., groups=tasks)``; batch norm of the folded tensor
+    normalises each (task, channel) over its own n·H·W values, which is exactly per-task batch norm.
+    So a meta-batch costs 4 convolutions, 4 batch norms and one batched matmul, whatever its size,
+    and all of it is twice differentiable (second-order MAML).
+    """
+
+    def __init__(self, ways: int, in_channels: int = 1, hidden: int = 64, image_size: int = 28,
+                 downsample: str = "maxpool", eps: float = 1e-5):
+        super().__init__()
+        if downsample not in DOWNSAMPLING:
+            raise ValueError(f"downsample must be one of {DOWNSAMPLING}, got {downsample!r}")
+        self.downsample = downsample
+        self.eps = eps
+        self.stride = 2 if downsample == "stride" else 1
+        self.blocks = nn.ModuleList()
+        channels, size = in_channels, image_size
+        for _ in range(4):
+            block = nn.Module()
+            block.conv = nn.Conv2d(channels, hidden, 3, stride=self.stride, padding=1, bias=False)
+            block.norm = nn.BatchNorm2d(hidden, eps=eps, track_running_stats=False)
+            self.blocks.append(block)
+            channels = hidden
+            size = (size + 1) // 2 if downsample == "stride" else size // 2
+        if size < 1:
+            raise ValueError(f"image_size {image_size} is too small for four 2x downsamplings")
+        self.head = nn.Linear(hidden * size * size, ways)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: ``(n, C, H, W)`` of one task -> logits ``(n, ways)``."""
+        for block in self.blocks:
+            x = torch.relu(block.norm(block.conv(x)))
+            if self.downsample == "maxpool":
+                x = F.max_pool2d(x, 2)
+        return self.head(x.flatten(1))
+
+    def forward_tasks(self, params: Dict[str, Tensor], x: Tensor) -> Tensor:
+        """params: ``{name: (tasks, *shape)}``; x: ``(tasks, n, C, H, W)`` -> logits ``(tasks, n, ways)``."""
+        tasks, n = x.shape[:2]
+        h = x.transpose(0, 1).reshape(n, tasks * x.shape[2], *x.shape[3:])
+        for i in range(len(self.blocks)):
+            w = params[f"blocks.{i}.conv.weight"]  # (tasks, out, in, 3, 3)
+            h = F.conv2d(h, w.reshape(-1, *w.shape[2:]), stride=self.stride, padding=1, groups=tasks)
+            h = F.batch_norm(h, None, None, params[f"blocks.{i}.norm.weight"].reshape(-1),
+                             params[f"blocks.{i}.norm.bias"].reshape(-1), training=True, eps=self.eps)
+            h = torch.relu(h)
+            if self.downsample == "maxpool":
+                h = F.max_pool2d(h, 2)
+        features = h.reshape(n, tasks, -1).transpose(0, 1)  # (tasks, n, hidden·h·w), per-task flatten order
+        return torch.baddbmm(params["head.bias"].unsqueeze(1), features, params["head.weight"].transpose(1, 2))
