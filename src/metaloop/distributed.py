@@ -53,6 +53,7 @@ def world_size() -> int:
 
 
 def backend() -> str:
+    """gloo for CPU tensors; with CUDA also nccl for CUDA tensors (created at its first use)."""
     return "cpu:gloo,cuda:nccl" if torch.cuda.is_available() and dist.is_nccl_available() else "gloo"
 
 
@@ -62,8 +63,6 @@ def process_group(timeout: datetime.timedelta = TIMEOUT):
     if not launched() or dist.is_initialized():
         yield
         return
-    if torch.cuda.is_available():
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group(backend(), timeout=timeout)
     try:
         yield
