@@ -126,11 +126,12 @@ def _run(cfg: Config, run_dir: Path, state: dict | None, progress: bool) -> Path
             optimizer.step()
             window = (window[0] + loss, window[1] + 1)
             t_steps += 1
-            if main and (step % cfg.train.log_every == 0 or step == total):
-                elapsed = time.perf_counter() - t0
-                logger.log(step, meta_loss=window[0] / window[1],
-                           tasks_per_s=t_steps * cfg.train.meta_batch / max(elapsed, 1e-9))
-                bar.update(step, loss=window[0] / window[1])
+            if step % cfg.train.log_every == 0 or step == total:
+                if main:
+                    elapsed = time.perf_counter() - t0
+                    logger.log(step, meta_loss=window[0] / window[1],
+                               tasks_per_s=t_steps * cfg.train.meta_batch / max(elapsed, 1e-9))
+                    bar.update(step, loss=window[0] / window[1])
                 window, t0, t_steps = (0.0, 0), time.perf_counter(), 0
             if main and (step % cfg.train.checkpoint_every == 0 or step == total):
                 save()
