@@ -2,35 +2,56 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 
+from metaloop import losses
 from metaloop.config import Config
 from metaloop.meta import FOMAML, IMAML, MAML, MetaLearner, MetaSGD, Reptile
-from metaloop.nn import MLP
-from metaloop.tasks import Sinusoid
+from metaloop.nn import MLP, Conv4
+from metaloop.tasks import FewShotImages, Sinusoid
 
 
-def task_distribution(cfg: Config) -> Sinusoid:
+def task_distribution(cfg: Config, split: str = "train"):
+    """Training tasks, or with ``split='test'`` the evaluation tasks (for Omniglot: the 423 held-out
+    characters, without rotations)."""
+    if cfg.task.name == "omniglot":
+        from metaloop.data import omniglot
+
+        images = omniglot.load(cfg.task.root).split(split)
+        return FewShotImages(images, cfg.task.ways, rotations=split == "train")
     return Sinusoid(amplitude=cfg.task.amplitude, phase=cfg.task.phase, x_range=cfg.task.x_range)
 
 
 def model(cfg: Config) -> nn.Module:
+    if cfg.task.name == "omniglot":
+        return Conv4(cfg.task.ways, hidden=cfg.model.channels, downsample=cfg.model.downsample)
     return MLP(1, cfg.model.hidden, 1, cfg.model.activation)
 
 
+def loss_fn(cfg: Config):
+    return losses.cross_entropy if cfg.task.name == "omniglot" else losses.mse
+
+
+def metric(cfg: Config) -> tuple[str, Callable]:
+    """The evaluation metric: (name, per-task function)."""
+    return ("accuracy", losses.accuracy) if cfg.task.name == "omniglot" else ("mse", losses.mse)
+
+
 def learner(cfg: Config, net: nn.Module) -> MetaLearner:
-    a = cfg.algo
+    a, loss = cfg.algo, loss_fn(cfg)
     if a.name == "maml":
-        return MAML(net, a.inner_lr, a.inner_steps)
+        return MAML(net, a.inner_lr, a.inner_steps, loss_fn=loss)
     if a.name == "fomaml":
-        return FOMAML(net, a.inner_lr, a.inner_steps)
+        return FOMAML(net, a.inner_lr, a.inner_steps, loss_fn=loss)
     if a.name == "metasgd":
-        return MetaSGD(net, a.inner_lr, a.inner_steps)
+        return MetaSGD(net, a.inner_lr, a.inner_steps, loss_fn=loss)
     if a.name == "reptile":
-        return Reptile(net, a.inner_lr, a.inner_steps, a.inner_optimizer)
+        return Reptile(net, a.inner_lr, a.inner_steps, a.inner_optimizer, loss_fn=loss)
     if a.name == "imaml":
-        return IMAML(net, a.inner_lr, a.inner_steps, a.lam, a.cg_steps, a.damping, a.inner_solver)
+        return IMAML(net, a.inner_lr, a.inner_steps, a.lam, a.cg_steps, a.damping, a.inner_solver, loss_fn=loss)
     raise ValueError(f"unknown algorithm {a.name!r}")
 
 
@@ -51,4 +72,4 @@ def finetuner(cfg: Config, state: dict) -> MetaLearner:
     """A baseline network (pretrained or untrained) that adapts by plain SGD at ``baseline.finetune_lr``."""
     net = model(cfg)
     net.load_state_dict(state)
-    return MAML(net, cfg.baseline.finetune_lr, cfg.algo.inner_steps)
+    return MAML(net, cfg.baseline.finetune_lr, cfg.algo.inner_steps, loss_fn=loss_fn(cfg))

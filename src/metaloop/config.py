@@ -19,11 +19,16 @@ from metaloop.errors import ConfigError
 ALGORITHMS = ("maml", "fomaml", "metasgd", "reptile", "imaml")
 
 
+TASKS = ("sinusoid", "omniglot")
+
+
 @dataclass
 class TaskConfig:
     name: str = "sinusoid"
-    support: int = 10  # K, examples per task used to adapt
-    query: int = 10  # examples per task that score the adapted model during meta-training
+    support: int = 10  # K, examples per task (per class for omniglot) used to adapt
+    query: int = 10  # examples per task (per class for omniglot) that score the adapted model
+    ways: int = 5  # omniglot: classes per task (N)
+    root: str = ""  # omniglot: folder of the zips; empty = $METALOOP_DATA or ~/.cache/metaloop/data
     amplitude: tuple[float, float] = (0.1, 5.0)
     phase: tuple[float, float] = (0.0, math.pi)
     x_range: tuple[float, float] = (-5.0, 5.0)
@@ -31,8 +36,10 @@ class TaskConfig:
 
 @dataclass
 class ModelConfig:
-    hidden: tuple[int, ...] = (40, 40)
+    hidden: tuple[int, ...] = (40, 40)  # sinusoid MLP
     activation: str = "relu"
+    channels: int = 64  # omniglot conv4 filters
+    downsample: str = "stride"  # omniglot conv4: stride (MAML's code for Omniglot) | maxpool
 
 
 @dataclass
@@ -61,7 +68,8 @@ class TrainConfig:
 
 @dataclass
 class BaselineConfig:
-    pretrain_steps: int = 5000  # joint training of one network on all tasks (no adaptation)
+    pretrain_steps: int = 5000  # joint training of one network on all tasks (no adaptation); 0 = none
+    scratch: bool = True  # also evaluate fine-tuning an untrained network
     pretrain_lr: float = 1e-3
     finetune_lr: float = 0.01  # SGD step size of the pretrained and from-scratch baselines
 
@@ -90,7 +98,11 @@ class Config:
     def validate(self) -> "Config":
         checks = [
             (self.algo.name in ALGORITHMS, f"algo.name must be one of {ALGORITHMS}, got {self.algo.name!r}"),
-            (self.task.name == "sinusoid", f"task.name must be 'sinusoid', got {self.task.name!r}"),
+            (self.task.name in TASKS, f"task.name must be one of {TASKS}, got {self.task.name!r}"),
+            (self.task.name == "sinusoid" or self.baseline.pretrain_steps == 0,
+             "baseline.pretrain_steps must be 0 for omniglot (joint pretraining exists for sinusoid only)"),
+            (self.task.ways >= 2, "task.ways must be >= 2"),
+            (self.model.downsample in ("stride", "maxpool"), "model.downsample must be 'stride' or 'maxpool'"),
             (self.task.support >= 1 and self.task.query >= 1, "task.support and task.query must be >= 1"),
             (self.algo.inner_lr > 0, "algo.inner_lr must be > 0"),
             (self.algo.inner_steps >= 1, "algo.inner_steps must be >= 1"),

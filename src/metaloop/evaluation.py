@@ -1,8 +1,10 @@
-"""Few-shot evaluation on unseen tasks: query MSE after 0..k adaptation steps, ± standard error.
+"""Few-shot evaluation on unseen tasks: the query metric after 0..k adaptation steps.
 
+Regression (sinusoid) reports MSE ± standard error; classification (Omniglot) reports accuracy
+in % with a 95% confidence interval (1.96 standard errors over tasks), as the papers do.
 The meta-learner adapts with its own inner update; the pretrained and from-scratch
 baselines adapt by plain SGD. All see the same evaluation tasks, drawn from a
-stream seeded apart from training (``eval.seed``).
+stream seeded apart from training (``eval.seed``) and, for Omniglot, from the test characters.
 """
 
 from __future__ import annotations
@@ -38,23 +40,30 @@ def learners_of(cfg: Config, state: dict) -> dict[str, MetaLearner]:
     learners = {cfg.algo.name: learner}
     if state.get("pretrained") is not None:
         learners["pretrained"] = build.finetuner(cfg, state["pretrained"])
-    learners["scratch"] = build.finetuner(cfg, state["scratch"])
+    if cfg.baseline.scratch:
+        learners["scratch"] = build.finetuner(cfg, state["scratch"])
     return learners
 
 
 def eval_tasks(cfg: Config) -> TaskBatch:
     generator = torch.Generator().manual_seed(cfg.eval.seed)
-    return build.task_distribution(cfg).sample(cfg.eval.tasks, cfg.task.support, cfg.eval.query, generator)
+    return build.task_distribution(cfg, "test").sample(cfg.eval.tasks, cfg.task.support, cfg.eval.query, generator)
 
 
-def adaptation_mse(learner: MetaLearner, tasks: TaskBatch, max_steps: int) -> dict:
-    """Mean and standard error over tasks of the query MSE after 0..max_steps steps."""
-    curve = torch.cat([learner.adaptation_curve(tasks.slice(i, i + CHUNK), max_steps)
-                       for i in range(0, tasks.num_tasks, CHUNK)], dim=1).double()
-    mean = curve.mean(1)
-    stderr = curve.std(1) / math.sqrt(curve.shape[1])
-    return {"mse_after_steps": {str(s): _finite(m) for s, m in enumerate(mean.tolist())},
-            "mse_stderr": {str(s): _finite(e) for s, e in enumerate(stderr.tolist())}}
+def error_key(metric: str) -> str:
+    return "accuracy_ci95" if metric == "accuracy" else f"{metric}_stderr"
+
+
+def adaptation_scores(learner: MetaLearner, tasks: TaskBatch, max_steps: int, metric: str, fn) -> dict:
+    """Mean over tasks of the query metric after 0..max_steps steps, with its error bar."""
+    chunk = CHUNK if metric == "mse" else 16  # image tasks are large: fewer per batched call
+    curve = torch.cat([learner.adaptation_curve(tasks.slice(i, i + chunk), max_steps, fn)
+                       for i in range(0, tasks.num_tasks, chunk)], dim=1).double()
+    scale, z = (100.0, 1.96) if metric == "accuracy" else (1.0, 1.0)
+    mean = scale * curve.mean(1)
+    error = z * scale * curve.std(1) / math.sqrt(curve.shape[1])
+    return {f"{metric}_after_steps": {str(s): _finite(m) for s, m in enumerate(mean.tolist())},
+            error_key(metric): {str(s): _finite(e) for s, e in enumerate(error.tolist())}}
 
 
 def _finite(x: float) -> float | None:
@@ -64,14 +73,17 @@ def _finite(x: float) -> float | None:
 def evaluate(run_dir: Path) -> dict:
     """Evaluate a run, write ``eval.json`` into it, and return the result.
 
-    Keys: ``preset``, ``algorithm``, ``meta_steps``, ``tasks``, ``support``, ``query``,
-    ``mse_after_steps`` / ``mse_stderr`` ({"0": .., "1": .., ...}) of the algorithm, and
-    ``baselines.{pretrained,scratch}`` with the same two keys.
+    Keys: ``preset``, ``algorithm``, ``metric`` ("mse" or "accuracy"), ``meta_steps``, ``tasks``,
+    ``support``, ``query``; for MSE ``mse_after_steps`` / ``mse_stderr``, for accuracy
+    ``accuracy_after_steps`` / ``accuracy_ci95`` (in %), each {"0": .., "1": .., ...}; and
+    ``baselines.{pretrained,scratch}`` (those the run has) with the same two keys.
     """
     cfg, state = load_run(run_dir)
     tasks = eval_tasks(cfg)
-    curves = {name: adaptation_mse(l, tasks, cfg.eval.max_steps) for name, l in learners_of(cfg, state).items()}
-    result = {"preset": cfg.preset, "algorithm": cfg.algo.name, "meta_steps": state["step"],
+    metric, fn = build.metric(cfg)
+    curves = {name: adaptation_scores(l, tasks, cfg.eval.max_steps, metric, fn)
+              for name, l in learners_of(cfg, state).items()}
+    result = {"preset": cfg.preset, "algorithm": cfg.algo.name, "metric": metric, "meta_steps": state["step"],
               "tasks": cfg.eval.tasks, "support": cfg.task.support, "query": cfg.eval.query,
               **curves.pop(cfg.algo.name), "baselines": curves}
     tmp = run_dir / (EVAL_JSON + ".tmp")
@@ -82,17 +94,23 @@ def evaluate(run_dir: Path) -> dict:
 
 def format_table(result: dict, steps=(0, 1, 5, 10)) -> str:
     """The evaluation as a text table: the given steps and the last one evaluated."""
-    last = max(map(int, result["mse_after_steps"]))
+    metric = result.get("metric", "mse")
+    means, errors = f"{metric}_after_steps", error_key(metric)
+    last = max(map(int, result[means]))
     steps = sorted({s for s in steps if s <= last} | {last})
     rows = {result["algorithm"]: result, **result["baselines"]}
-    head = f"{'MSE on ' + str(result['tasks']) + ' unseen tasks':<28}" + "".join(f"{f'{s} steps':>18}" for s in steps)
+    title = "MSE" if metric == "mse" else "accuracy % on"
+    title = f"{title} {result['tasks']} unseen tasks" if metric == "mse" else f"{title} {result['tasks']} test tasks"
+    head = f"{title:<28}" + "".join(f"{f'{s} steps':>18}" for s in steps)
     lines = [head, "-" * len(head)]
+    digits = 3 if metric == "mse" else 2
     for name, r in rows.items():
         cells = []
         for s in steps:
-            m, e = r["mse_after_steps"][str(s)], r["mse_stderr"][str(s)]
-            cells.append(f"{'diverged':>18}" if m is None or e is None else f"{f'{m:.3f} ± {e:.3f}':>18}")
+            m, e = r[means][str(s)], r[errors][str(s)]
+            cells.append(f"{'diverged':>18}" if m is None or e is None else f"{f'{m:.{digits}f} ± {e:.{digits}f}':>18}")
         lines.append(f"{name:<28}" + "".join(cells))
+    per, bar = ("points per task", "± standard error") if metric == "mse" else ("per class", "± 95% CI")
     lines.append(f"({result['preset']}, {result['meta_steps']} meta-steps, K={result['support']}, "
-                 f"{result['query']} query points per task, ± standard error)")
+                 f"{result['query']} query {per}, {bar})")
     return "\n".join(lines)

@@ -18,3 +18,8 @@ def cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
     """Mean cross-entropy of each task; logits ``(tasks, n, classes)``, labels ``(tasks, n)``."""
     tasks, n = labels.shape
     return F.cross_entropy(logits.reshape(tasks * n, -1), labels.reshape(-1), reduction="none").view(tasks, n).mean(1)
+
+
+def accuracy(logits: Tensor, labels: Tensor) -> Tensor:
+    """Fraction of each task's examples classified correctly: ``(tasks,)``."""
+    return (logits.argmax(-1) == labels).float().mean(1)

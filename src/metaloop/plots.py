@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from metaloop import build  # noqa: E402
-from metaloop.evaluation import EVAL_JSON, evaluate, learners_of, load_run  # noqa: E402
+from metaloop.evaluation import EVAL_JSON, error_key, evaluate, learners_of, load_run  # noqa: E402
 from metaloop.functional import detach, expand_tasks  # noqa: E402
 from metaloop.logging import METRICS, read_metrics  # noqa: E402
 
@@ -26,8 +26,9 @@ def plot_run(run_dir: Path) -> list[Path]:
     out = run_dir / "figures"
     out.mkdir(exist_ok=True)
     result = json.loads((run_dir / EVAL_JSON).read_text()) if (run_dir / EVAL_JSON).is_file() else evaluate(run_dir)
-    learners = learners_of(cfg, state)
-    files = [plot_fits(cfg, learners, out / "fits.png"), plot_mse_vs_steps(result, out / "mse_vs_steps.png")]
+    files = [plot_metric_vs_steps(result, out / f"{result.get('metric', 'mse')}_vs_steps.png")]
+    if cfg.task.name == "sinusoid":
+        files.insert(0, plot_fits(cfg, learners_of(cfg, state), out / "fits.png"))
     rows = read_metrics(run_dir / METRICS)
     if rows:
         files.append(plot_meta_loss(rows, cfg.preset, out / "meta_loss.png"))
@@ -71,26 +72,30 @@ def plot_fits(cfg, learners: dict, path: Path, steps=(0, 1, 10)) -> Path:
     return path
 
 
-def plot_mse_vs_steps(result: dict, path: Path) -> Path:
+def plot_metric_vs_steps(result: dict, path: Path) -> Path:
+    """Query MSE (log scale) or accuracy against adaptation steps, with 95% confidence bands."""
+    metric = result.get("metric", "mse")
+    means, errors = f"{metric}_after_steps", error_key(metric)
+    z = 1.96 if metric == "mse" else 1.0  # accuracy_ci95 is already a 95% half-width
     fig, ax = plt.subplots(figsize=(6, 4))
     curves = {result["algorithm"]: result, **result["baselines"]}
     # A curve that blows up (Meta-SGD past the step count it was trained for) must not
-    # squash the others: the axis stops at twice the worst unadapted error.
-    top = 2 * max(r["mse_after_steps"]["0"] or 0 for r in curves.values())
+    # squash the others: the MSE axis stops at twice the worst unadapted error.
+    top = 2 * max(r[means]["0"] or 0 for r in curves.values()) if metric == "mse" else float("inf")
     for name, r in curves.items():
-        steps = [int(s) for s, m in r["mse_after_steps"].items()
-                 if m is not None and m <= top and r["mse_stderr"][s] is not None]
-        mean = torch.tensor([r["mse_after_steps"][str(s)] for s in steps])
-        err = torch.tensor([r["mse_stderr"][str(s)] for s in steps])
+        steps = [int(s) for s, m in r[means].items() if m is not None and m <= top and r[errors][s] is not None]
+        mean = torch.tensor([r[means][str(s)] for s in steps])
+        err = torch.tensor([r[errors][str(s)] for s in steps])
         color = COLORS.get(name, ALGO_COLOR)
-        off_scale = [s for s, m in r["mse_after_steps"].items() if m is None or m > top]
+        off_scale = [s for s, m in r[means].items() if m is None or m > top]
         label = f"{name} (off scale from step {min(map(int, off_scale))})" if off_scale else name
         ax.plot(steps, mean, marker="o", ms=3, color=color, label=label)
-        ax.fill_between(steps, mean - 1.96 * err, mean + 1.96 * err, color=color, alpha=0.2)
-    ax.set_yscale("log")
-    ax.set_ylim(top=top)
-    ax.set_xlabel("gradient steps on the K support points")
-    ax.set_ylabel("query MSE (95% CI)")
+        ax.fill_between(steps, mean - z * err, mean + z * err, color=color, alpha=0.2)
+    if metric == "mse":
+        ax.set_yscale("log")
+        ax.set_ylim(top=top)
+    ax.set_xlabel("gradient steps on the K support examples")
+    ax.set_ylabel("query MSE (95% CI)" if metric == "mse" else "query accuracy % (95% CI)")
     ax.set_title(f"{result['preset']}: {result['tasks']} unseen tasks")
     ax.grid(alpha=0.3, which="both")
     ax.legend()

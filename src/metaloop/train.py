@@ -37,8 +37,9 @@ def checkpoint_path(run_dir: Path) -> Path:
 
 def start(cfg: Config, run_dir: Path, progress: bool = True) -> Path:
     """Create ``run_dir`` and meta-train ``cfg`` in it."""
+    tasks = build.task_distribution(cfg)  # missing data fails here, before a run directory exists
     distributed.from_rank0(_create, cfg, run_dir)
-    return _run(cfg, run_dir, None, progress)
+    return _run(cfg, run_dir, None, progress, tasks)
 
 
 def resume(run_dir: Path, progress: bool = True) -> Path:
@@ -74,7 +75,7 @@ def meta_gradient(learner, batch: TaskBatch) -> float:
     return distributed.all_reduce_mean(learner.parameters(), loss, (stop - start) / batch.num_tasks)
 
 
-def _run(cfg: Config, run_dir: Path, state: dict | None, progress: bool) -> Path:
+def _run(cfg: Config, run_dir: Path, state: dict | None, progress: bool, tasks=None) -> Path:
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
     torch.manual_seed(cfg.seed)
@@ -82,7 +83,7 @@ def _run(cfg: Config, run_dir: Path, state: dict | None, progress: bool) -> Path
     scratch = {k: v.detach().clone() for k, v in net.state_dict().items()}
     learner = build.learner(cfg, net)
     optimizer = build.outer_optimizer(cfg, learner.parameters())
-    tasks = build.task_distribution(cfg)
+    tasks = tasks or build.task_distribution(cfg)
     generator = torch.Generator().manual_seed(cfg.seed)
     step, window = 0, (0.0, 0)
     if state is not None:
@@ -136,7 +137,7 @@ def _run(cfg: Config, run_dir: Path, state: dict | None, progress: bool) -> Path
             if main and (step % cfg.train.checkpoint_every == 0 or step == total):
                 save()
         bar.close()
-        if main and (state is None or state.get("pretrained") is None):
+        if main and cfg.baseline.pretrain_steps > 0 and (state is None or state.get("pretrained") is None):
             torch.manual_seed(cfg.seed + 1)
             baseline_rng = torch.Generator().manual_seed(cfg.seed + 1)
             pretrained = pretrain_jointly(build.model(cfg), tasks, cfg.baseline.pretrain_steps,

@@ -110,7 +110,7 @@ def test_files_failing_their_checksum_are_never_read(tiny, monkeypatch):
     with pytest.raises(og.OmniglotUnavailable, match="fails its checksum") as info:
         og.load(folder)  # the synthetic zips are not the official ones
     assert isinstance(info.value, UserError)
-    assert str(folder) in str(info.value) and "data.root" in str(info.value)
+    assert str(folder) in str(info.value) and "task.root" in str(info.value)
     with (folder / "images_evaluation.zip").open("ab") as f:
         f.write(b"\0")
     with pytest.raises(og.OmniglotUnavailable, match="images_evaluation.zip fails its checksum"):
@@ -151,7 +151,7 @@ def test_download_verifies_every_file(tiny, tmp_path):
 def test_download_offline_is_a_clear_error(tmp_path):
     with pytest.raises(og.OmniglotUnavailable, match="could not download images_background.zip") as info:
         og.download(tmp_path, "http://127.0.0.1:9/{name}")
-    assert "data.root" in str(info.value)
+    assert "task.root" in str(info.value)
     assert not list(tmp_path.iterdir())
 
 

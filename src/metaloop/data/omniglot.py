@@ -94,7 +94,7 @@ def split_indices(characters: int, name: str, train_characters: int = TRAIN_CHAR
 
 
 def data_root(root: Optional[str | os.PathLike] = None) -> Path:
-    """The folder holding the zips: ``root`` (config ``data.root``), else ``$METALOOP_DATA``, else
+    """The folder holding the zips: ``root`` (config ``task.root``), else ``$METALOOP_DATA``, else
     ``~/.cache/metaloop/data``. A root that does not hold the zips itself is searched for ``omniglot/``.
     """
     if root in (None, ""):
@@ -175,7 +175,7 @@ def download(root: Optional[str | os.PathLike] = None, url: str = URL,
 
 def _where(folder: Path) -> str:
     return (f"Put images_background.zip and images_evaluation.zip from github.com/brendenlake/omniglot "
-            f"(python/) in {folder}, or point to a folder holding them with --set data.root=DIR or "
+            f"(python/) in {folder}, or point to a folder holding them with --set task.root=DIR or "
             f"METALOOP_DATA=DIR, or fetch them with metaloop.data.omniglot.download().")
 
 

@@ -70,11 +70,11 @@ class MetaLearner(nn.Module):
     def query_losses(self, params: Params, tasks: TaskBatch) -> Tensor:
         return task_losses(self.forward_tasks, self.loss_fn, params, tasks.query_x, tasks.query_y)
 
-    def adaptation_curve(self, tasks: TaskBatch, max_steps: int) -> Tensor:
-        """Query loss of every task after 0..max_steps inner steps: ``(max_steps + 1, tasks)``.
-
-        Uses the learner's own inner update, without building a meta-graph.
+    def adaptation_curve(self, tasks: TaskBatch, max_steps: int, metric: Optional[LossFn] = None) -> Tensor:
+        """Query ``metric`` (default: the loss) of every task after 0..max_steps inner steps:
+        ``(max_steps + 1, tasks)``. Uses the learner's own inner update, without building a meta-graph.
         """
+        metric = metric or self.loss_fn
         params = detach(expand_tasks(self.meta_params(), tasks.num_tasks), requires_grad=True)
         trajectory = self.inner_trajectory(params, tasks.support_x, tasks.support_y)
         curve = []
@@ -82,7 +82,7 @@ class MetaLearner(nn.Module):
             if step:
                 params = detach(next(trajectory), requires_grad=True)
             with torch.no_grad():
-                curve.append(self.query_losses(params, tasks))
+                curve.append(metric(self.predict(params, tasks.query_x), tasks.query_y))
         return torch.stack(curve)
 
     def meta_backward(self, tasks: TaskBatch) -> Tensor:

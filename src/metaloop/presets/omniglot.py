@@ -1,0 +1,56 @@
+"""Few-shot Omniglot presets (MAML Table 1; Reptile Table 1; iMAML Table 2): N-way K-shot, conv4.
+
+Common: 28×28 images, 1200 training characters (+ 90° rotations as classes), 15 query images per
+class, conv4 with 64 filters and stride-2 convolutions (MAML's Omniglot code), Adam 1e-3, evaluation
+on 600 tasks of the 423 test characters with a 95% confidence interval.
+Settings per paper:
+- MAML / FOMAML / Meta-SGD (Finn et al. 2017, App. A.1): 5-way: 1 inner step of 0.4, meta-batch 32,
+  3 steps at test; 20-way: 5 inner steps of 0.1, meta-batch 16, 5 at test; 60 000 meta-steps.
+- Reptile (Nichol et al. 2018, App. A): inner Adam (β1 = 0, lr 0.001), 5 steps in training and 50 at
+  test, meta-batch 5, outer ε = 1.0 decayed linearly, 100 000 meta-steps. Deviation: full-batch inner
+  steps on the support set (the paper takes mini-batches of 10, which at 1 shot is the same set).
+- iMAML (Rajeswaran et al. 2019, §5): λ = 2, 5 CG steps, 16 (5-way) or 25 (20-way) GD inner steps.
+  The inner step size is not in shared/anchors.md: 0.1 here, to be checked against the paper's code.
+"""
+
+SHOTS = {"5w1s": (5, 1), "5w5s": (5, 5), "20w1s": (20, 1), "20w5s": (20, 5)}
+
+_COMMON = {"task.name": "omniglot", "task.query": 15, "baseline.pretrain_steps": 0, "baseline.scratch": False,
+           "eval.tasks": 600, "eval.query": 15, "train.log_every": 100, "train.checkpoint_every": 1000}
+
+
+def _maml(name: str, ways: int) -> dict:
+    five = ways == 5
+    return {"algo.name": name, "algo.inner_lr": 0.4 if five else 0.1, "algo.inner_steps": 1 if five else 5,
+            "train.meta_batch": 32 if five else 16, "train.meta_steps": 60000, "eval.max_steps": 3 if five else 5}
+
+
+def _reptile(ways: int) -> dict:
+    return {"algo.name": "reptile", "algo.inner_optimizer": "adam", "algo.inner_lr": 0.001, "algo.inner_steps": 5,
+            "train.meta_batch": 5, "train.meta_steps": 100000, "train.outer_optimizer": "sgd", "train.outer_lr": 1.0,
+            "train.lr_schedule": "linear", "eval.max_steps": 50}
+
+
+def _imaml(ways: int) -> dict:
+    five = ways == 5
+    return {"algo.name": "imaml", "algo.inner_solver": "gd", "algo.inner_lr": 0.1, "algo.lam": 2.0,
+            "algo.cg_steps": 5, "algo.inner_steps": 16 if five else 25, "train.meta_batch": 32 if five else 16,
+            "train.meta_steps": 60000, "eval.max_steps": 16 if five else 25}
+
+
+_ALGORITHMS = {
+    "maml": ("MAML, second order", lambda ways: _maml("maml", ways)),
+    "fomaml": ("first-order MAML", lambda ways: _maml("fomaml", ways)),
+    "metasgd": ("Meta-SGD", lambda ways: _maml("metasgd", ways)),
+    "reptile": ("Reptile", _reptile),
+    "imaml": ("iMAML, GD inner solver", _imaml),
+}
+
+PRESETS = {
+    f"{algo}-omniglot-{shots}": (
+        f"{title} on {ways}-way {k}-shot Omniglot (paper settings; needs the Omniglot zips, see docs)",
+        {**_COMMON, "task.ways": ways, "task.support": k, **settings(ways)},
+    )
+    for algo, (title, settings) in _ALGORITHMS.items()
+    for shots, (ways, k) in SHOTS.items()
+}
