@@ -20,10 +20,11 @@ def random_conv4(seed, dtype=torch.float64, **kwargs):
     return model
 
 
+@pytest.mark.parametrize("batching", ["loop", "grouped"])
 @pytest.mark.parametrize("downsample", ["maxpool", "stride"])
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float64, 1e-12)])
-def test_forward_tasks_equals_forward_per_task(downsample, dtype, tol):
-    models = [random_conv4(seed, dtype, downsample=downsample, ways=5, hidden=8, image_size=28)
+def test_forward_tasks_equals_forward_per_task(downsample, dtype, tol, batching):
+    models = [random_conv4(seed, dtype, downsample=downsample, ways=5, hidden=8, image_size=28, batching=batching)
               for seed in range(3)]
     x = torch.rand(3, 7, 1, 28, 28, dtype=dtype)
     params = {k: torch.stack([named_params(m)[k] for m in models]) for k in named_params(models[0])}
