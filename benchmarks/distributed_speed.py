@@ -26,7 +26,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from metaloop import build, distributed, train
+from metaloop import build, distributed
 from metaloop.config import apply_overrides
 from metaloop.presets import get_preset
 

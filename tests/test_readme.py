@@ -14,7 +14,7 @@ def test_readme_example_runs_and_adapts():
     torch.manual_seed(0)
     scope = {}
     exec(compile(code, str(README), "exec"), scope)
-    prediction, new, maml = scope["prediction"], scope["new"], scope["maml"]
+    prediction, new = scope["prediction"], scope["new"]
     assert prediction.shape == (5, 50, 1)
     adapted_mse = (prediction - new.query_y).square().mean()
     unadapted_mse = (scope["model"](new.query_x) - new.query_y).square().mean()
