@@ -19,7 +19,9 @@ from metaloop.errors import ConfigError
 ALGORITHMS = ("maml", "fomaml", "metasgd", "reptile", "imaml")
 
 
-TASKS = ("sinusoid", "omniglot")
+SUPERVISED_TASKS = ("sinusoid", "omniglot")
+RL_TASKS = ("nav2d", "cheetah-vel", "cheetah-dir", "ant-vel", "ant-dir", "bandit", "tabular")
+TASKS = SUPERVISED_TASKS + RL_TASKS
 
 
 @dataclass
@@ -67,6 +69,26 @@ class TrainConfig:
 
 
 @dataclass
+class RLConfig:
+    """MAML-RL sampling and outer loop (Finn et al. 2017 §5.3; TRPO of Schulman et al. 2015)."""
+
+    episodes: int = 20  # trajectories per task for each adaptation step and for the outer objective
+    horizon: int = 0  # steps per episode; 0 = the task family's own (nav2d 100, locomotion 200)
+    gamma: float = 0.99
+    gae_lambda: float = 1.0  # 1.0 = Monte-Carlo returns minus the linear baseline (the paper's)
+    estimator: str = "maml"  # inner-loss estimator: maml (the paper's surrogate) | dice (adds the sampling term)
+    outer: str = "trpo"  # trpo | ppo
+    max_kl: float = 0.01  # TRPO trust region
+    cg_steps: int = 10
+    cg_damping: float = 1e-5
+    ls_steps: int = 15  # backtracking line-search steps
+    ls_ratio: float = 0.8  # step shrink factor per line-search step
+    ppo_epochs: int = 5
+    ppo_clip: float = 0.2
+    init_std: float = 1.0  # Gaussian policy: initial standard deviation
+
+
+@dataclass
 class BaselineConfig:
     pretrain_steps: int = 5000  # joint training of one network on all tasks (no adaptation); 0 = none
     scratch: bool = True  # also evaluate fine-tuning an untrained network
@@ -92,6 +114,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    rl: RLConfig = field(default_factory=RLConfig)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
@@ -99,7 +122,7 @@ class Config:
         checks = [
             (self.algo.name in ALGORITHMS, f"algo.name must be one of {ALGORITHMS}, got {self.algo.name!r}"),
             (self.task.name in TASKS, f"task.name must be one of {TASKS}, got {self.task.name!r}"),
-            (self.task.name == "sinusoid" or self.baseline.pretrain_steps == 0,
+            (self.task.name != "omniglot" or self.baseline.pretrain_steps == 0,
              "baseline.pretrain_steps must be 0 for omniglot (joint pretraining exists for sinusoid only)"),
             (self.task.ways >= 2, "task.ways must be >= 2"),
             (self.model.downsample in ("stride", "maxpool"), "model.downsample must be 'stride' or 'maxpool'"),
@@ -115,6 +138,13 @@ class Config:
             (self.model.activation in ("relu", "tanh"), "model.activation must be 'relu' or 'tanh'"),
             (self.algo.inner_optimizer in ("sgd", "adam"), "algo.inner_optimizer must be 'sgd' or 'adam'"),
             (self.algo.inner_solver in ("gd", "hessian_free"), "algo.inner_solver must be 'gd' or 'hessian_free'"),
+            (self.rl.estimator in ("maml", "dice"), "rl.estimator must be 'maml' or 'dice'"),
+            (self.rl.outer in ("trpo", "ppo"), "rl.outer must be 'trpo' or 'ppo'"),
+            (self.rl.episodes >= 2 and self.rl.horizon >= 0, "rl.episodes must be >= 2 and rl.horizon >= 0"),
+            (0 < self.rl.gamma <= 1 and 0 <= self.rl.gae_lambda <= 1, "rl.gamma must be in (0, 1] and rl.gae_lambda in [0, 1]"),
+            (self.rl.max_kl > 0 and 0 < self.rl.ls_ratio < 1, "rl.max_kl must be > 0 and rl.ls_ratio in (0, 1)"),
+            (self.task.name not in RL_TASKS or self.algo.name in ("maml", "fomaml"),
+             "RL task families run with algo.name maml or fomaml"),
         ]
         for ok, message in checks:
             if not ok:
