@@ -1,0 +1,108 @@
+"""Env steps per second of the MuJoCo locomotion families: raw Gymnasium v5, our single env, the batched adapter.
+
+    OMP_NUM_THREADS=1 python benchmarks/locomotion_speed.py [--tasks 8 --envs 5 --rounds 3] [--quick]
+
+``raw`` steps Gymnasium's own ``HalfCheetahEnv`` / ``AntEnv`` (v5), ``single`` our ``HalfCheetahVel`` /
+``AntVel`` (same physics, the paper's reward), ``adapter`` a :class:`GymTaskEnv` of ``tasks × envs``
+episodes for one full horizon (200 steps) of uniform random actions in [−1, 1], torch tensors in and
+out. Ant episodes that terminate are frozen by the adapter, so its rate counts only the env steps
+actually simulated. The last column extrapolates the adapter's cost per env step to one sampling pass of
+the MAML meta-batch (40 tasks × 20 episodes × 200 steps = 160 000 env steps; App. A.2 samples twice
+per meta-iteration: before and after adaptation). Each figure is the median over interleaved rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import warnings
+
+import mujoco
+import numpy as np
+import torch
+from gymnasium.envs.mujoco.ant_v5 import AntEnv
+from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
+
+from metaloop.envs.locomotion import AntVel, GymTaskEnv, HalfCheetahVel
+
+ROBOTS = {"half-cheetah": (HalfCheetahEnv, HalfCheetahVel), "ant": (AntEnv, AntVel)}
+META_BATCH_STEPS = 40 * 20 * 200
+
+
+def quiet(make):
+    """``make()`` with MuJoCo's compiler warnings dropped (raw v5 would append them to ./MUJOCO_LOG.TXT)."""
+    previous = mujoco.get_mju_user_warning()
+    mujoco.set_mju_user_warning(lambda message: None)
+    try:
+        return make()
+    finally:
+        mujoco.set_mju_user_warning(previous)
+
+
+def single_rate(env, steps: int) -> float:
+    """Env steps/s of one env under uniform random actions, resetting when an episode ends."""
+    rng = np.random.default_rng(0)
+    actions = rng.uniform(-1.0, 1.0, (steps, *env.action_space.shape))
+    env.reset(seed=0)
+    start = time.perf_counter()
+    for a in actions:
+        _, _, terminated, _, _ = env.step(a)
+        if terminated:
+            env.reset()
+    return steps / (time.perf_counter() - start)
+
+
+def adapter_rate(env: GymTaskEnv, tasks: int, envs: int, seed: int) -> tuple[float, float]:
+    """(simulated env steps/s over one horizon, seconds of the reset) of the batched adapter."""
+    g = torch.Generator().manual_seed(seed)
+    task_batch = env.sample_tasks(tasks, g)
+    actions = 2 * torch.rand(env.horizon, tasks, envs, env.action_dim, generator=g) - 1
+    start = time.perf_counter()
+    env.reset(task_batch, envs, g)
+    reset_s = time.perf_counter() - start
+    alive = torch.ones(tasks, envs, dtype=torch.bool)
+    simulated = 0
+    start = time.perf_counter()
+    for a in actions:
+        simulated += int(alive.sum())
+        _, _, terminated = env.step(a)
+        alive &= ~terminated
+    return simulated / (time.perf_counter() - start), reset_s
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=8)
+    parser.add_argument("--envs", type=int, default=5, help="episodes per task")
+    parser.add_argument("--rounds", type=int, default=3, help="each figure is the median over rounds")
+    parser.add_argument("--single-steps", type=int, default=4000, help="steps per round of the single-env loops")
+    parser.add_argument("--quick", action="store_true", help="1 round, 2 tasks × 5 envs, 1000 single steps")
+    args = parser.parse_args()
+    if args.quick:
+        args.tasks, args.rounds, args.single_steps = 2, 1, 1000
+    warnings.filterwarnings("ignore", message="MuJoCo compiler")
+    torch.set_num_threads(1)
+
+    print(f"torch {torch.__version__}, {args.tasks} tasks x {args.envs} envs x 200 steps, "
+          f"median of {args.rounds} rounds; steps/s (us per env step)")
+    print(f"{'robot':<13}{'raw v5':>18}{'single':>18}{'adapter':>18}{'first reset s':>15}"
+          f"{'s per 40x20x200':>17}")
+    for robot, (raw_cls, task_cls) in ROBOTS.items():
+        raw, single = quiet(raw_cls), task_cls()
+        start = time.perf_counter()
+        adapter = GymTaskEnv(task_cls)
+        adapter.reset(adapter.sample_tasks(args.tasks, torch.Generator()), args.envs, torch.Generator())
+        first_reset = time.perf_counter() - start  # includes making the tasks × envs instances
+        rates: dict[str, list[float]] = {"raw": [], "single": [], "adapter": []}
+        for r in range(args.rounds):
+            rates["raw"].append(single_rate(raw, args.single_steps))
+            rates["single"].append(single_rate(single, args.single_steps))
+            rates["adapter"].append(adapter_rate(adapter, args.tasks, args.envs, seed=r)[0])
+        medians = {k: statistics.median(v) for k, v in rates.items()}
+        cells = "".join(f"{f'{m:,.0f} ({1e6 / m:.0f})':>18}" for m in medians.values())
+        print(f"{robot:<13}{cells}{first_reset:>15.2f}{META_BATCH_STEPS / medians['adapter']:>17.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,379 @@
+"""MuJoCo locomotion task families of MAML-RL (Finn, Abbeel & Levine, 2017, §5.3 and App. A.2).
+
+Four families on Gymnasium's MuJoCo v5 models, each task a goal ``(1,)``:
+
+- ``cheetah-vel``: half-cheetah runs at a goal velocity g ~ U[0, 2];
+- ``cheetah-dir``: half-cheetah runs forward (d = +1) or backward (d = −1), each with probability ½;
+- ``ant-vel``: ant runs at a goal velocity g ~ U[0, 3];
+- ``ant-dir``: ant runs forward or backward.
+
+Rewards, task distributions and termination follow the paper's code (cbfinn/maml_rl,
+``rllab/envs/mujoco/{half_cheetah,ant}_env_rand{,_direc}.py``) as ported to Gymnasium-style envs by
+pytorch-maml-rl (``maml_rl/envs/mujoco/{half_cheetah,ant}.py``), whose formulas we copy term by term.
+The forward velocity is the finite difference vₜ = (xₜ − xₜ₋₁)/Δt of the root's x coordinate
+``qpos[0]`` over one env step (Δt = 5 × 0.01 s = 0.05 s for both robots), as in pytorch-maml-rl and
+Gymnasium. rllab read the torso's centre-of-mass velocity instead, and pytorch-maml-rl's ant
+differences the torso body position, which after ``mj_step`` lags ``qpos`` by one physics sub-step;
+for the ant's free joint ``qpos[0]`` is that same torso position, one sub-step later.
+
+Observations are Gymnasium v5's: half-cheetah ``qpos[1:], qvel`` (17), ant ``qpos[2:], qvel`` and the
+clipped external contact forces of the 13 non-world bodies (105). The references append the torso's
+Cartesian position (and the ant its full ``qpos`` and torso rotation matrix); the x, y positions
+are uninformative for these tasks and the rotation is a function of ``qpos[3:7]``, so we keep v5's.
+
+Single envs have no time limit of their own (optional ``max_episode_steps`` truncation for code that
+steps one env until ``terminated or truncated``); :class:`GymTaskEnv` runs ``tasks × envs`` of them
+behind the :class:`~metaloop.envs.base.TaskEnv` interface for ``horizon`` = 200 steps (App. A.2).
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Callable
+
+import mujoco
+import numpy as np
+import torch
+from gymnasium import utils
+from gymnasium.envs.mujoco.ant_v5 import AntEnv
+from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
+from torch import Tensor
+
+CHEETAH_CTRL_WEIGHT = 0.5 * 1e-1  # half-cheetah: 0.5 · 0.1 · ‖a‖²
+ANT_CTRL_WEIGHT = 0.5 * 1e-2  # ant: 0.5 · 0.01 · ‖a / s‖², s = (ub − lb)/2 = 1 for v5's actions in [−1, 1]
+ANT_CONTACT_WEIGHT = 0.5 * 1e-3  # ant: 0.5 · 0.001 · ‖clip(cfrc_ext, −1, 1)‖²
+ANT_SURVIVE_REWARD = 0.05
+ANT_VEL_BONUS = 1.0  # ant-vel only: "make it happy, not suicidal" (rllab's ant_env_rand.py)
+ANT_HEALTHY_Z = (0.2, 1.0)  # ant terminates when the torso height leaves this range
+
+
+# ----------------------------------------------------------------------------- reward terms
+
+
+def forward_velocity(x_tm1: float, x_t: float, dt: float) -> float:
+    """vₜ = (xₜ − xₜ₋₁) / Δt, the root's mean x velocity over one env step of Δt seconds."""
+    return (x_t - x_tm1) / dt
+
+
+def velocity_reward(v_t: float, goal_velocity: float) -> float:
+    """Goal-velocity term of cheetah-vel / ant-vel: −|vₜ − g| (Finn et al., 2017, §5.3)."""
+    return -abs(v_t - goal_velocity)
+
+
+def direction_reward(v_t: float, direction: float) -> float:
+    """Goal-direction term of cheetah-dir / ant-dir: d · vₜ with d ∈ {−1, +1} (Finn et al., 2017, §5.3)."""
+    return direction * v_t
+
+
+def control_cost(a_t: np.ndarray, weight: float) -> float:
+    """w ‖aₜ‖²; a_t: ``(action_dim,)``, summed in float64 whatever its dtype."""
+    a_t = np.asarray(a_t, dtype=np.float64)
+    return weight * float(np.dot(a_t, a_t))
+
+
+def contact_cost(f_t: np.ndarray, weight: float) -> float:
+    """w ‖fₜ‖²; f_t: clipped external contact forces ``(bodies, 6)`` (MuJoCo's ``cfrc_ext``)."""
+    return weight * float(np.sum(np.square(f_t)))
+
+
+# ----------------------------------------------------------------------------- task distributions
+
+
+class _GoalVelocity:
+    """Task (g,): a goal velocity g ~ U[0, ``max_velocity``]; task term −|vₜ − g| + ``bonus``."""
+
+    max_velocity: float
+    bonus = 0.0
+    default_task = (0.0,)
+    goal_velocity = 0.0
+
+    @classmethod
+    def sample_tasks(cls, n: int, rng: np.random.Generator | None = None) -> np.ndarray:
+        """``n`` goal velocities ``(n, 1)`` from U[0, max_velocity]."""
+        rng = rng or np.random.default_rng()
+        return rng.uniform(0.0, cls.max_velocity, size=(n, 1))
+
+    def reset_task(self, task) -> None:
+        """Set the goal velocity; ``task``: ``(1,)``. The episode in progress continues under it."""
+        self.goal_velocity = float(_one_value(task))
+
+    def task_reward(self, v_t: float) -> float:
+        return velocity_reward(v_t, self.goal_velocity) + self.bonus
+
+
+class _GoalDirection:
+    """Task (d,): a direction d ∈ {−1, +1}, each with probability ½; task term d · vₜ."""
+
+    default_task = (1.0,)
+    direction = 1.0
+
+    @classmethod
+    def sample_tasks(cls, n: int, rng: np.random.Generator | None = None) -> np.ndarray:
+        """``n`` directions ``(n, 1)``, ±1 with probability ½ each."""
+        rng = rng or np.random.default_rng()
+        return 2.0 * rng.integers(0, 2, size=(n, 1)) - 1.0
+
+    def reset_task(self, task) -> None:
+        """Set the direction; ``task``: ``(1,)`` holding −1 or +1."""
+        direction = float(_one_value(task))
+        if direction not in (-1.0, 1.0):
+            raise ValueError(f"a direction task is -1 or +1, got {direction}")
+        self.direction = direction
+
+    def task_reward(self, v_t: float) -> float:
+        return direction_reward(v_t, self.direction)
+
+
+def _one_value(task) -> float:
+    task = np.asarray(task, dtype=np.float64).reshape(-1)
+    if task.shape != (1,):
+        raise ValueError(f"a locomotion task holds one value, got shape {task.shape}")
+    return task[0]
+
+
+# ----------------------------------------------------------------------------- robots
+
+
+@functools.cache
+def _compiled_model(path: str, width: int, height: int) -> mujoco.MjModel:
+    """One compiled ``MjModel`` per asset, shared by every instance (stepping never writes to it).
+
+    Compiler warnings become Python warnings, once per process, instead of MuJoCo's default of
+    printing them and appending to ``./MUJOCO_LOG.TXT`` at every instance (Gymnasium's
+    ``half_cheetah.xml`` uses the ``settotalmass`` attribute that MuJoCo 4 deprecates).
+    """
+    messages: list[str] = []
+    previous = mujoco.get_mju_user_warning()
+    mujoco.set_mju_user_warning(messages.append)
+    try:
+        model = mujoco.MjModel.from_xml_path(path)
+    finally:
+        mujoco.set_mju_user_warning(previous)
+    for message in messages:
+        warnings.warn(f"MuJoCo compiler ({path}): {message}", stacklevel=2)
+    # as Gymnasium's MujocoEnv._initialize_simulation: grow the offscreen buffer, never shrink it
+    model.vis.global_.offwidth = max(model.vis.global_.offwidth, width)
+    model.vis.global_.offheight = max(model.vis.global_.offheight, height)
+    return model
+
+
+class _LocomotionTask:
+    """What the four families share: a shared compiled model, a task, an optional step limit."""
+
+    task_dim = 1
+    default_task: tuple[float, ...]
+
+    def _setup_task(self, task, max_episode_steps: int | None, render_mode: str | None) -> None:
+        utils.EzPickle.__init__(self, task, max_episode_steps, render_mode)  # pickle our arguments, not v5's
+        self.max_episode_steps = max_episode_steps
+        self._dt = self.dt  # frame_skip × timestep; reading it from the MjModel each step costs ~4% of a cheetah step
+        self._elapsed = 0
+        self.reset_task(self.default_task if task is None else task)
+
+    def _initialize_simulation(self) -> tuple[mujoco.MjModel, mujoco.MjData]:
+        model = _compiled_model(self.fullpath, self.width, self.height)
+        return model, mujoco.MjData(model)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        """Gymnasium's reset: qpos ~ init + U[−0.1, 0.1], qvel ~ init + 0.1·N(0, 1), as the Gym v2 envs
+        that pytorch-maml-rl subclasses (rllab added N(0, 0.01²) noise instead)."""
+        self._elapsed = 0
+        return super().reset(seed=seed, options=options)
+
+    def _truncated(self) -> bool:
+        self._elapsed += 1
+        return self.max_episode_steps is not None and self._elapsed >= self.max_episode_steps
+
+
+class _HalfCheetah(_LocomotionTask, HalfCheetahEnv):
+    """Half-cheetah with a task reward: rₜ = task term(vₜ) − 0.5 · 0.1 · ‖aₜ‖²; never terminates.
+
+    Observation ``(17,)``: ``qpos[1:]`` (8), ``qvel`` (9). Action ``(6,)`` in [−1, 1].
+    """
+
+    def __init__(self, task=None, max_episode_steps: int | None = None, render_mode: str | None = None):
+        super().__init__(render_mode=render_mode)
+        self._setup_task(task, max_episode_steps, render_mode)
+
+    def step(self, action: np.ndarray):
+        x_tm1 = self.data.qpos[0]
+        self.do_simulation(action, self.frame_skip)
+        v_t = forward_velocity(x_tm1, self.data.qpos[0], self._dt)
+        r_task = self.task_reward(v_t)
+        c_ctrl = control_cost(action, CHEETAH_CTRL_WEIGHT)
+        if self.render_mode == "human":
+            self.render()
+        info = {"x_velocity": v_t, "reward_forward": r_task, "reward_ctrl": -c_ctrl}
+        return self._get_obs(), r_task - c_ctrl, False, self._truncated(), info
+
+
+class _Ant(_LocomotionTask, AntEnv):
+    """Ant with a task reward:
+    rₜ = task term(vₜ) − 0.5 · 0.01 · ‖aₜ / s‖² − 0.5 · 0.001 · ‖clip(cfrc_ext, −1, 1)‖² + 0.05,
+    with s = (ub − lb)/2 the action half-range. Terminates, as the references, when the state is not
+    finite or the torso height ``qpos[2]`` leaves [0.2, 1.0].
+
+    Observation ``(105,)``: ``qpos[2:]`` (13), ``qvel`` (14), clipped ``cfrc_ext[1:]`` (13 × 6).
+    Action ``(8,)`` in [−1, 1].
+    """
+
+    def __init__(self, task=None, max_episode_steps: int | None = None, render_mode: str | None = None):
+        super().__init__(render_mode=render_mode, healthy_z_range=ANT_HEALTHY_Z, contact_force_range=(-1.0, 1.0))
+        self._action_scale = 0.5 * (self.action_space.high - self.action_space.low).astype(np.float64)
+        self._setup_task(task, max_episode_steps, render_mode)
+
+    def step(self, action: np.ndarray):
+        x_tm1 = self.data.qpos[0]
+        self.do_simulation(action, self.frame_skip)
+        v_t = forward_velocity(x_tm1, self.data.qpos[0], self._dt)
+        f_t = self.contact_forces  # (bodies, 6), clipped to [−1, 1]; row 0 is the world
+        r_task = self.task_reward(v_t)
+        c_ctrl = control_cost(action / self._action_scale, ANT_CTRL_WEIGHT)
+        c_contact = contact_cost(f_t, ANT_CONTACT_WEIGHT)
+        reward = r_task - c_ctrl - c_contact + ANT_SURVIVE_REWARD
+        if self.render_mode == "human":
+            self.render()
+        observation = np.concatenate((self.data.qpos[2:], self.data.qvel, f_t[1:].ravel()))
+        info = {"x_velocity": v_t, "reward_forward": r_task, "reward_ctrl": -c_ctrl,
+                "reward_contact": -c_contact, "reward_survive": ANT_SURVIVE_REWARD}
+        return observation, reward, not self.is_healthy, self._truncated(), info
+
+
+class HalfCheetahVel(_GoalVelocity, _HalfCheetah):
+    """cheetah-vel: rₜ = −|vₜ − g| − 0.5 · 0.1 · ‖aₜ‖², g ~ U[0, 2]; never terminates.
+
+    Source: pytorch-maml-rl ``HalfCheetahVelEnv`` (rllab ``half_cheetah_env_rand.py``).
+    """
+
+    max_velocity = 2.0
+
+
+class HalfCheetahDir(_GoalDirection, _HalfCheetah):
+    """cheetah-dir: rₜ = d · vₜ − 0.5 · 0.1 · ‖aₜ‖², d = ±1; never terminates.
+
+    Source: pytorch-maml-rl ``HalfCheetahDirEnv`` (rllab ``half_cheetah_env_rand_direc.py``).
+    """
+
+
+class AntVel(_GoalVelocity, _Ant):
+    """ant-vel: rₜ = −|vₜ − g| + 1 − 0.5 · 0.01 · ‖aₜ/s‖² − 0.5 · 0.001 · ‖clip(cfrc_ext, −1, 1)‖² + 0.05,
+    g ~ U[0, 3]; terminates when unhealthy (see the ant base class).
+
+    Source: pytorch-maml-rl ``AntVelEnv`` (rllab ``ant_env_rand.py``).
+    """
+
+    max_velocity = 3.0
+    bonus = ANT_VEL_BONUS
+
+
+class AntDir(_GoalDirection, _Ant):
+    """ant-dir: rₜ = d · vₜ − 0.5 · 0.01 · ‖aₜ/s‖² − 0.5 · 0.001 · ‖clip(cfrc_ext, −1, 1)‖² + 0.05,
+    d = ±1; terminates when unhealthy (see the ant base class).
+
+    Source: pytorch-maml-rl ``AntDirEnv`` (rllab ``ant_env_rand_direc.py``).
+    """
+
+
+LocomotionEnv = HalfCheetahVel | HalfCheetahDir | AntVel | AntDir
+
+
+# ----------------------------------------------------------------------------- batched adapter
+
+
+class GymTaskEnv:
+    """``tasks × envs`` single locomotion envs behind :class:`~metaloop.envs.base.TaskEnv`.
+
+    MuJoCo cannot batch, so ``step`` loops over the instances in Python. Instances are made by
+    ``factory()`` on first need and kept for later ``reset`` calls (a reset never needs more than the
+    largest meta-batch seen so far). Tensors cross as float32 (observations, rewards) and bool
+    (terminated); actions are clipped to the action space before stepping.
+
+    Determinism: ``reset`` draws one seed per episode from ``generator`` and reseeds each instance
+    with it, so the same generator state gives the same first observations (and, with the same
+    actions, the same episodes).
+
+    Episode ends: an episode that terminated (the ant falling) is frozen: later steps leave it
+    untouched and report its last observation, reward 0 and terminated = True. The horizon is
+    enforced here: stepping more than ``horizon`` times after a reset raises.
+    """
+
+    discrete = False
+
+    def __init__(self, factory: Callable[[], LocomotionEnv], horizon: int = 200):
+        self._factory = factory
+        self._pool = [factory()]
+        prototype = self._pool[0]
+        self.observation_dim = int(prototype.observation_space.shape[0])
+        self.action_dim = int(prototype.action_space.shape[0])
+        self.task_dim = int(prototype.task_dim)
+        self.horizon = horizon
+        self._low = prototype.action_space.low.astype(np.float64)
+        self._high = prototype.action_space.high.astype(np.float64)
+        self._envs: list[LocomotionEnv] = []
+        self._shape: tuple[int, int] | None = None
+        self._t = 0
+
+    def sample_tasks(self, n: int, generator: torch.Generator) -> Tensor:
+        """``n`` tasks ``(n, task_dim)`` from the family's distribution, drawn with ``generator``."""
+        rng = np.random.default_rng(_draw_seeds(1, generator)[0])
+        return torch.as_tensor(self._pool[0].sample_tasks(n, rng), dtype=torch.float32)
+
+    def reset(self, tasks: Tensor, envs: int, generator: torch.Generator) -> Tensor:
+        """Starts ``envs`` episodes per task of ``tasks`` ``(tasks, task_dim)``; returns ``(tasks, envs, obs_dim)``."""
+        if tasks.ndim != 2 or tasks.shape[1] != self.task_dim:
+            raise ValueError(f"tasks must be (tasks, {self.task_dim}), got {tuple(tasks.shape)}")
+        n = tasks.shape[0] * envs
+        self._pool.extend(self._factory() for _ in range(n - len(self._pool)))
+        self._envs = self._pool[:n]
+        task_k = tasks.detach().cpu().double().numpy().repeat(envs, axis=0)  # (n, task_dim), task-major
+        self._obs = np.empty((n, self.observation_dim))
+        self._rewards = np.zeros(n)
+        self._terminated = np.zeros(n, dtype=bool)
+        self._actions = np.empty((n, self.action_dim))
+        for k, (env, seed) in enumerate(zip(self._envs, _draw_seeds(n, generator))):
+            env.reset_task(task_k[k])
+            self._obs[k], _ = env.reset(seed=seed)
+        self._shape = (tasks.shape[0], envs)
+        self._t = 0
+        return self._observations()
+
+    def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """actions ``(tasks, envs, action_dim)`` → (observations ``(tasks, envs, obs_dim)``,
+        rewards ``(tasks, envs)``, terminated ``(tasks, envs)``)."""
+        if self._shape is None:
+            raise RuntimeError("call reset before step")
+        if self._t >= self.horizon:
+            raise RuntimeError(f"episodes last {self.horizon} steps (horizon); call reset to start new ones")
+        if tuple(actions.shape) != (*self._shape, self.action_dim):
+            raise ValueError(f"actions must be {(*self._shape, self.action_dim)}, got {tuple(actions.shape)}")
+        a = actions.detach().cpu().numpy().reshape(-1, self.action_dim)
+        np.clip(a, self._low, self._high, out=self._actions)
+        self._rewards.fill(0.0)
+        for k, env in enumerate(self._envs):
+            if self._terminated[k]:
+                continue
+            self._obs[k], self._rewards[k], self._terminated[k], _, _ = env.step(self._actions[k])
+        self._t += 1
+        rewards = torch.from_numpy(self._rewards.astype(np.float32)).view(self._shape)
+        terminated = torch.from_numpy(self._terminated.copy()).view(self._shape)
+        return self._observations(), rewards, terminated
+
+    def _observations(self) -> Tensor:
+        return torch.from_numpy(self._obs.astype(np.float32)).view(*self._shape, self.observation_dim)
+
+
+def _draw_seeds(n: int, generator: torch.Generator) -> list[int]:
+    """``n`` non-negative integer seeds from a torch generator (advances it)."""
+    return torch.randint(0, 2**31 - 1, (n,), generator=generator).tolist()
+
+
+FAMILIES: dict[str, type] = {"cheetah-vel": HalfCheetahVel, "cheetah-dir": HalfCheetahDir,
+                             "ant-vel": AntVel, "ant-dir": AntDir}
+
+
+def make_locomotion(name: str, horizon: int = 200) -> GymTaskEnv:
+    """The batched locomotion family ``name`` (one of :data:`FAMILIES`) with episodes of ``horizon`` steps."""
+    if name not in FAMILIES:
+        raise ValueError(f"unknown locomotion task family {name!r}; known: {', '.join(FAMILIES)}")
+    return GymTaskEnv(FAMILIES[name], horizon=horizon)

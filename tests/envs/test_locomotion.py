@@ -1,0 +1,195 @@
+"""MuJoCo locomotion families (metaloop/envs/locomotion.py): rewards by hand, tasks, the batched adapter."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from metaloop.envs.locomotion import (
+    FAMILIES,
+    AntDir,
+    AntVel,
+    GymTaskEnv,
+    HalfCheetahDir,
+    HalfCheetahVel,
+    make_locomotion,
+)
+
+pytestmark = pytest.mark.filterwarnings("ignore:MuJoCo compiler")
+
+DT = 5 * 0.01  # frame_skip × timestep of both v5 models
+
+
+def _step_by_hand(env, task, warmup: int = 0, seed: int = 0, scale: float = 1.0):
+    """Reset ``env`` under ``task``, take ``warmup`` zero-action steps, then one step of a random action
+    in [−scale, scale]; returns
+    (reward, terminated, observation, action, x before, x after)."""
+    env.reset_task(np.array([task]))
+    env.reset(seed=seed)
+    zero = np.zeros(env.action_space.shape)
+    for _ in range(warmup):
+        env.step(zero)
+    action = np.random.default_rng(seed).uniform(-scale, scale, env.action_space.shape)
+    x_tm1 = float(env.data.qpos[0])
+    obs, reward, terminated, truncated, _ = env.step(action)
+    assert not truncated
+    return reward, terminated, obs, action, x_tm1, float(env.data.qpos[0])
+
+
+@pytest.mark.parametrize("cls, task", [(HalfCheetahVel, 1.3), (HalfCheetahDir, -1.0)])
+def test_half_cheetah_reward_by_hand(cls, task):
+    env = cls()
+    reward, terminated, obs, a, x_tm1, x_t = _step_by_hand(env, task)
+    v = (x_t - x_tm1) / DT
+    task_term = -abs(v - task) if cls is HalfCheetahVel else task * v
+    assert reward == pytest.approx(task_term - 0.5 * 0.1 * np.sum(a**2), abs=1e-12)
+    assert not terminated
+    np.testing.assert_array_equal(obs, np.concatenate([env.data.qpos[1:], env.data.qvel]))
+
+
+@pytest.mark.parametrize("cls, task", [(AntVel, 2.2), (AntDir, 1.0)])
+def test_ant_reward_by_hand(cls, task):
+    env = cls()
+    reward, terminated, obs, a, x_tm1, x_t = _step_by_hand(env, task, warmup=25, scale=0.3)  # a foot stays on the ground
+    v = (x_t - x_tm1) / DT
+    task_term = -abs(v - task) + 1.0 if cls is AntVel else task * v
+    forces = np.clip(env.data.cfrc_ext, -1.0, 1.0)
+    contact = 0.5 * 1e-3 * np.sum(forces**2)
+    assert contact > 0
+    assert reward == pytest.approx(task_term - 0.5 * 1e-2 * np.sum(a**2) - contact + 0.05, abs=1e-12)
+    assert not terminated
+    np.testing.assert_array_equal(obs, np.concatenate([env.data.qpos[2:], env.data.qvel, forces[1:].ravel()]))
+
+
+def test_ant_terminates_outside_healthy_height():
+    env = AntVel()
+    env.reset(seed=0)
+    for z, unhealthy in [(0.5, False), (1.5, True)]:  # (too low is pushed back above 0.2 by the floor)
+        qpos = env.init_qpos.copy()
+        qpos[2] = z
+        env.set_state(qpos, env.init_qvel)
+        assert env.step(np.zeros(8))[2] == unhealthy
+
+
+def test_max_episode_steps_truncates():
+    env = HalfCheetahDir(max_episode_steps=3)
+    env.reset(seed=0)
+    assert [env.step(np.zeros(6))[3] for _ in range(3)] == [False, False, True]
+    env.reset(seed=0)
+    assert not env.step(np.zeros(6))[3]
+
+
+@pytest.mark.parametrize("cls, high", [(HalfCheetahVel, 2.0), (AntVel, 3.0)])
+def test_goal_velocities_uniform_on_range(cls, high):
+    tasks = cls.sample_tasks(2000, np.random.default_rng(0))
+    assert tasks.shape == (2000, 1)
+    assert tasks.min() >= 0.0 and tasks.max() <= high
+    assert tasks.min() < 0.05 * high and tasks.max() > 0.95 * high
+    assert tasks.mean() == pytest.approx(high / 2, rel=0.05)
+
+
+@pytest.mark.parametrize("cls", [HalfCheetahDir, AntDir])
+def test_directions_are_plus_minus_one(cls):
+    tasks = cls.sample_tasks(2000, np.random.default_rng(0))
+    assert tasks.shape == (2000, 1)
+    assert set(np.unique(tasks)) == {-1.0, 1.0}
+    assert tasks.mean() == pytest.approx(0.0, abs=0.1)
+    with pytest.raises(ValueError, match="-1 or \\+1"):
+        cls().reset_task(np.array([0.5]))
+
+
+def test_reset_task_changes_reward_not_dynamics():
+    env = HalfCheetahVel()
+    r_slow, _, obs_slow, *_ = _step_by_hand(env, 0.2)
+    r_fast, _, obs_fast, *_ = _step_by_hand(env, 1.8)
+    np.testing.assert_array_equal(obs_slow, obs_fast)
+    assert r_slow != r_fast
+
+
+@pytest.mark.parametrize("name, obs_dim, action_dim", [("cheetah-vel", 17, 6), ("ant-dir", 105, 8)])
+def test_adapter_shapes(name, obs_dim, action_dim):
+    env = make_locomotion(name)
+    assert (env.observation_dim, env.action_dim, env.task_dim, env.horizon, env.discrete) == (
+        obs_dim, action_dim, 1, 200, False)
+    g = torch.Generator().manual_seed(0)
+    tasks = env.sample_tasks(3, g)
+    assert tasks.shape == (3, 1) and tasks.dtype == torch.float32
+    obs = env.reset(tasks, 2, g)
+    assert obs.shape == (3, 2, obs_dim) and obs.dtype == torch.float32
+    obs, rewards, terminated = env.step(torch.zeros(3, 2, action_dim))
+    assert obs.shape == (3, 2, obs_dim) and obs.dtype == torch.float32
+    assert rewards.shape == (3, 2) and rewards.dtype == torch.float32
+    assert terminated.shape == (3, 2) and terminated.dtype == torch.bool
+    with pytest.raises(ValueError, match="actions must be"):
+        env.step(torch.zeros(2, 3, action_dim))
+
+
+def _rollout(env, tasks, seed: int, steps: int = 5):
+    """[first obs, (obs, rewards, terminated) × steps] of uniform random actions, episodes seeded by ``seed``."""
+    out = [env.reset(tasks, 2, torch.Generator().manual_seed(seed))]
+    actions = torch.Generator().manual_seed(123)
+    for _ in range(steps):
+        out.extend(env.step(2 * torch.rand(tasks.shape[0], 2, env.action_dim, generator=actions) - 1))
+    return out
+
+
+def test_adapter_deterministic_under_same_generator_state():
+    env = make_locomotion("cheetah-dir")
+    tasks = torch.tensor([[1.0], [-1.0]])
+    first, again = _rollout(env, tasks, seed=7), _rollout(env, tasks, seed=7)
+    for x, y in zip(first, again):
+        torch.testing.assert_close(x, y, rtol=0, atol=0)
+    assert not torch.equal(first[0], _rollout(env, tasks, seed=8)[0])
+    g = torch.Generator().manual_seed(3)
+    torch.testing.assert_close(env.sample_tasks(4, g), env.sample_tasks(4, torch.Generator().manual_seed(3)))
+
+
+def test_adapter_tasks_are_task_major_and_change_rewards():
+    env = make_locomotion("cheetah-vel")
+    slow, fast = torch.tensor([[0.1], [0.3]]), torch.tensor([[1.9], [1.7]])
+    a, b = _rollout(env, slow, seed=0, steps=1), _rollout(env, fast, seed=0, steps=1)
+    assert [e.goal_velocity for e in env._envs] == pytest.approx([1.9, 1.9, 1.7, 1.7])
+    torch.testing.assert_close(a[1], b[1], rtol=0, atol=0)  # same seeds, same dynamics
+    assert (a[2] != b[2]).all()  # different goals, different rewards
+
+
+def test_adapter_clips_actions():
+    env = make_locomotion("cheetah-vel")
+    tasks = torch.tensor([[1.0]])
+    big = 3 * torch.randn(4, 1, 2, env.action_dim, generator=torch.Generator().manual_seed(0))
+    results = []
+    for actions in (big, big.clamp(-1, 1)):
+        env.reset(tasks, 2, torch.Generator().manual_seed(0))
+        results.append([env.step(a)[:2] for a in actions])
+    for (obs_big, r_big), (obs_clipped, r_clipped) in zip(*results):
+        torch.testing.assert_close(obs_big, obs_clipped, rtol=0, atol=0)
+        torch.testing.assert_close(r_big, r_clipped, rtol=0, atol=0)
+
+
+def test_adapter_horizon_and_frozen_terminated_episodes():
+    env = GymTaskEnv(AntVel, horizon=3)
+    g = torch.Generator().manual_seed(0)
+    env.reset(torch.tensor([[1.0]]), 2, g)
+    fallen = env._envs[0]
+    qpos = fallen.data.qpos.copy()
+    qpos[2] = 1.5  # torso too high: unhealthy
+    fallen.set_state(qpos, fallen.data.qvel.copy())
+    zeros = torch.zeros(1, 2, 8)
+    obs1, _, t1 = env.step(zeros)
+    obs2, r2, t2 = env.step(zeros)
+    assert t1.tolist() == [[True, False]] and t2.tolist() == [[True, False]]
+    torch.testing.assert_close(obs2[0, 0], obs1[0, 0], rtol=0, atol=0)
+    assert r2[0, 0] == 0 and r2[0, 1] != 0 and not torch.equal(obs2[0, 1], obs1[0, 1])
+    env.step(zeros)
+    with pytest.raises(RuntimeError, match="horizon"):
+        env.step(zeros)
+    env.reset(torch.tensor([[1.0]]), 1, g)  # a smaller meta-batch reuses the instances
+    assert len(env._pool) == 2 and env._envs[0] is fallen
+    assert not env.step(torch.zeros(1, 1, 8))[2].any()
+
+
+def test_make_locomotion_names():
+    assert set(FAMILIES) == {"cheetah-vel", "cheetah-dir", "ant-vel", "ant-dir"}
+    with pytest.raises(ValueError, match="cheetah-vel, cheetah-dir, ant-vel, ant-dir"):
+        make_locomotion("hopper-vel")
