@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from metaloop import build, checkpoint
-from metaloop.config import Config
+from metaloop.config import RL_TASKS, Config
 from metaloop.errors import UserError
 from metaloop.meta import MetaLearner
 from metaloop.tasks import TaskBatch
@@ -76,20 +76,30 @@ def evaluate(run_dir: Path) -> dict:
     Keys: ``preset``, ``algorithm``, ``metric`` ("mse" or "accuracy"), ``meta_steps``, ``tasks``,
     ``support``, ``query``; for MSE ``mse_after_steps`` / ``mse_stderr``, for accuracy
     ``accuracy_after_steps`` / ``accuracy_ci95`` (in %), each {"0": .., "1": .., ...}; and
-    ``baselines.{pretrained,scratch}`` (those the run has) with the same two keys.
+    ``baselines.{pretrained,scratch}`` (those the run has) with the same two keys. RL runs report
+    ``metric`` "return" with ``return_after_steps`` / ``return_stderr`` (:mod:`metaloop.evaluation_rl`).
     """
     cfg, state = load_run(run_dir)
-    tasks = eval_tasks(cfg)
-    metric, fn = build.metric(cfg)
-    curves = {name: adaptation_scores(l, tasks, cfg.eval.max_steps, metric, fn)
-              for name, l in learners_of(cfg, state).items()}
-    result = {"preset": cfg.preset, "algorithm": cfg.algo.name, "metric": metric, "meta_steps": state["step"],
-              "tasks": cfg.eval.tasks, "support": cfg.task.support, "query": cfg.eval.query,
-              **curves.pop(cfg.algo.name), "baselines": curves}
+    if cfg.task.name in RL_TASKS:
+        from metaloop.evaluation_rl import evaluate_rl
+
+        result = evaluate_rl(cfg, state)
+    else:
+        result = _evaluate_supervised(cfg, state)
     tmp = run_dir / (EVAL_JSON + ".tmp")
     tmp.write_text(json.dumps(result, indent=2))
     tmp.replace(run_dir / EVAL_JSON)
     return result
+
+
+def _evaluate_supervised(cfg: Config, state: dict) -> dict:
+    tasks = eval_tasks(cfg)
+    metric, fn = build.metric(cfg)
+    curves = {name: adaptation_scores(l, tasks, cfg.eval.max_steps, metric, fn)
+              for name, l in learners_of(cfg, state).items()}
+    return {"preset": cfg.preset, "algorithm": cfg.algo.name, "metric": metric, "meta_steps": state["step"],
+              "tasks": cfg.eval.tasks, "support": cfg.task.support, "query": cfg.eval.query,
+              **curves.pop(cfg.algo.name), "baselines": curves}
 
 
 def format_table(result: dict, steps=(0, 1, 5, 10)) -> str:
@@ -97,19 +107,26 @@ def format_table(result: dict, steps=(0, 1, 5, 10)) -> str:
     metric = result.get("metric", "mse")
     means, errors = f"{metric}_after_steps", error_key(metric)
     last = max(map(int, result[means]))
-    steps = sorted({s for s in steps if s <= last} | {last})
+    steps = range(last + 1) if metric == "return" else sorted({s for s in steps if s <= last} | {last})
     rows = {result["algorithm"]: result, **result["baselines"]}
-    title = "MSE" if metric == "mse" else "accuracy % on"
-    title = f"{title} {result['tasks']} unseen tasks" if metric == "mse" else f"{title} {result['tasks']} test tasks"
+    title = {"mse": "MSE on {} unseen tasks", "accuracy": "accuracy % on {} test tasks",
+             "return": "return on {} test tasks"}[metric].format(result["tasks"])
     head = f"{title:<28}" + "".join(f"{f'{s} steps':>18}" for s in steps)
     lines = [head, "-" * len(head)]
-    digits = 3 if metric == "mse" else 2
+    digits = {"mse": 3, "accuracy": 2, "return": 1}[metric]
     for name, r in rows.items():
         cells = []
         for s in steps:
+            if str(s) not in r[means]:  # the oracle does not adapt: step 0 only
+                cells.append(f"{'':>18}")
+                continue
             m, e = r[means][str(s)], r[errors][str(s)]
             cells.append(f"{'diverged':>18}" if m is None or e is None else f"{f'{m:.{digits}f} ± {e:.{digits}f}':>18}")
         lines.append(f"{name:<28}" + "".join(cells))
+    if metric == "return":
+        lines.append(f"({result['preset']}, {result['meta_steps']} meta-steps, {result['support']} episodes "
+                     "per task and step, ± standard error)")
+        return "\n".join(lines)
     per, bar = ("points per task", "± standard error") if metric == "mse" else ("per class", "± 95% CI")
     lines.append(f"({result['preset']}, {result['meta_steps']} meta-steps, K={result['support']}, "
                  f"{result['query']} query {per}, {bar})")

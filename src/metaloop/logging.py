@@ -85,7 +85,7 @@ class Progress:
         frac = step / self.total
         bar = "#" * int(24 * frac) + "-" * (24 - int(24 * frac))
         stats = " ".join(f"{k}={v:.4g}" for k, v in values.items())
-        line = f"{self.label} [{bar}] {step}/{self.total} {stats} {rate:.0f} it/s eta {eta:.0f}s"
+        line = f"{self.label} [{bar}] {step}/{self.total} {stats} {rate:.3g} it/s eta {eta:.0f}s"
         if self.tty:
             self.stream.write("\r" + line.ljust(100))
         else:

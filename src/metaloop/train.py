@@ -23,7 +23,7 @@ import torch
 
 from metaloop import build, checkpoint, distributed
 from metaloop.baselines import pretrain_jointly
-from metaloop.config import Config
+from metaloop.config import RL_TASKS, Config
 from metaloop.errors import DivergedError, UserError
 from metaloop.logging import MetricsLogger, Progress
 from metaloop.tasks import TaskBatch
@@ -37,6 +37,10 @@ def checkpoint_path(run_dir: Path) -> Path:
 
 def start(cfg: Config, run_dir: Path, progress: bool = True) -> Path:
     """Create ``run_dir`` and meta-train ``cfg`` in it."""
+    if cfg.task.name in RL_TASKS:
+        from metaloop import train_rl
+
+        return train_rl.start(cfg, run_dir, progress)
     tasks = build.task_distribution(cfg)  # missing data fails here, before a run directory exists
     distributed.from_rank0(_create, cfg, run_dir)
     return _run(cfg, run_dir, None, progress, tasks)
@@ -44,6 +48,10 @@ def start(cfg: Config, run_dir: Path, progress: bool = True) -> Path:
 
 def resume(run_dir: Path, progress: bool = True) -> Path:
     """Continue the run in ``run_dir`` from its last checkpoint (with any number of ranks)."""
+    if (run_dir / CONFIG).is_file() and Config.load(run_dir / CONFIG).task.name in RL_TASKS:
+        from metaloop import train_rl
+
+        return train_rl.resume(run_dir, progress)
     cfg, state = distributed.from_rank0(_load, run_dir)
     return _run(cfg, run_dir, state, progress)
 

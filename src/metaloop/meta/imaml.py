@@ -28,44 +28,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from metaloop.functional import Params, detach, expand_tasks, task_dot
+from metaloop.functional import Params, detach, expand_tasks
+from metaloop.linalg import conjugate_gradient
 from metaloop.learners.sgd import LossFn, task_gradients
 from metaloop.losses import mse
 from metaloop.meta.base import MetaLearner
 from metaloop.tasks.batch import TaskBatch
-
-
-def conjugate_gradient(apply_a, b: Params, steps: int) -> Params:
-    """Solve A x = b for every task at once (A symmetric positive definite per task).
-
-    ``b`` is task-batched; step sizes α, β are per task (shape ``(tasks,)``). Starting from
-    x = 0, the first step is the steepest-descent step along b.
-    """
-    x = {k: torch.zeros_like(v) for k, v in b.items()}
-    r = {k: v.clone() for k, v in b.items()}
-    p = {k: v.clone() for k, v in b.items()}
-    rr = task_dot(r, r)
-    tiny = torch.finfo(rr.dtype).tiny
-    active = rr > 0
-    for _ in range(steps):
-        ap = apply_a(p)
-        pap = task_dot(p, ap)
-        # A task whose system shows non-positive curvature along p (a non-convex inner loss
-        # with λ too small) stops where it is, as in truncated (Steihaug) CG.
-        active = active & (pap > 0)
-        alpha = torch.where(active, rr / pap.clamp_min(tiny), torch.zeros_like(rr))
-        x = {k: x[k] + _per_task(alpha, x[k]) * p[k] for k in x}
-        r = {k: r[k] - _per_task(alpha, r[k]) * ap[k] for k in r}
-        rr_new = task_dot(r, r)
-        active = active & (rr_new > 0)
-        beta = torch.where(active, rr_new / rr.clamp_min(tiny), torch.zeros_like(rr))
-        p = {k: r[k] + _per_task(beta, p[k]) * p[k] for k in p}
-        rr = rr_new
-    return x
-
-
-def _per_task(scalar: Tensor, like: Tensor) -> Tensor:
-    return scalar.view(-1, *([1] * (like.dim() - 1)))
 
 
 INNER_SOLVERS = ("gd", "hessian_free")

@@ -1,0 +1,30 @@
+"""Batched task environments (see :mod:`metaloop.envs.base`) and ``make(name)``."""
+
+from metaloop.envs.base import TaskEnv
+from metaloop.envs.navigation import Navigation2D, Navigation2DEnv
+from metaloop.envs.oracle import OracleEnv
+from metaloop.envs.tabular import BernoulliBandit, TabularMDP
+
+LOCOMOTION = ("cheetah-vel", "cheetah-dir", "ant-vel", "ant-dir")
+FAMILIES = ("nav2d", "bandit", "tabular") + LOCOMOTION
+DEFAULT_HORIZON = {"nav2d": 100, "bandit": 10, "tabular": 10, **{name: 200 for name in LOCOMOTION}}
+
+
+def make(name: str, horizon: int = 0) -> TaskEnv:
+    """The task family ``name`` with episodes of ``horizon`` steps (0 = the family's default)."""
+    if name not in FAMILIES:
+        raise ValueError(f"unknown task family {name!r}; known: {', '.join(FAMILIES)}")
+    horizon = horizon or DEFAULT_HORIZON[name]
+    if name == "nav2d":
+        return Navigation2D(horizon=horizon)
+    if name == "bandit":
+        return BernoulliBandit(horizon=horizon)
+    if name == "tabular":
+        return TabularMDP(horizon=horizon)
+    from metaloop.envs.locomotion import make_locomotion  # MuJoCo loads only when asked for
+
+    return make_locomotion(name, horizon=horizon)
+
+
+__all__ = ["TaskEnv", "Navigation2D", "Navigation2DEnv", "OracleEnv", "BernoulliBandit", "TabularMDP", "make",
+           "FAMILIES"]

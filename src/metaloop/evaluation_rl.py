@@ -1,0 +1,63 @@
+"""Meta-RL evaluation (Finn et al. 2017, §5.3, Figs. 4–5): mean return on unseen test tasks after
+0..k policy-gradient steps, for MAML and the paper's baselines.
+
+- MAML: the meta-learned policy, adapting with its own inner step size.
+- pretrained: one policy trained by TRPO on the whole task distribution, fine-tuned with the same
+  number of vanilla policy-gradient steps at ``baseline.finetune_lr``.
+- scratch (the paper's "random"): the untrained initial policy, fine-tuned the same way.
+- oracle: a policy that sees the task parameter; it does not adapt (reported at 0 steps).
+
+Every learner meets the same test tasks (from ``eval.seed``, never the training stream); each
+step samples ``rl.episodes`` fresh episodes per task from the current adapted policy. Error bars
+are standard errors over tasks.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from metaloop.config import Config
+from metaloop.train_rl import make_env, make_learner
+
+
+def learners_of(cfg: Config, state: dict) -> dict:
+    """The run's meta-learned policy and the baselines it has, ready to adapt."""
+    env = make_env(cfg)
+    learner = make_learner(cfg, env)
+    learner.policy.load_state_dict(state["learner"])
+    learners = {cfg.algo.name: learner}
+    baselines = state.get("baselines") or {}
+    fine_tuned = {"pretrained": baselines.get("pretrained")}
+    if cfg.baseline.scratch:
+        fine_tuned["scratch"] = state["scratch"]
+    for name, weights in fine_tuned.items():
+        if weights is not None:
+            learners[name] = make_learner(cfg, env, inner_lr=cfg.baseline.finetune_lr)
+            learners[name].policy.load_state_dict(weights)
+    if baselines.get("oracle") is not None:
+        learners["oracle"] = make_learner(cfg, make_env(cfg, oracle=True))
+        learners["oracle"].policy.load_state_dict(baselines["oracle"])
+    return learners
+
+
+def test_tasks(cfg: Config) -> torch.Tensor:
+    return make_env(cfg).sample_tasks(cfg.eval.tasks, torch.Generator().manual_seed(cfg.eval.seed))
+
+
+def evaluate_rl(cfg: Config, state: dict) -> dict:
+    """The eval.json of an RL run: ``return_after_steps`` / ``return_stderr`` {"0": .., ...} and
+    the same under ``baselines.{pretrained,scratch,oracle}`` (oracle: step 0 only)."""
+    tasks = test_tasks(cfg)
+    curves = {}
+    for name, learner in learners_of(cfg, state).items():
+        steps = 0 if name == "oracle" or cfg.rl.oracle else cfg.eval.max_steps
+        generator = torch.Generator().manual_seed(cfg.eval.seed + 1)
+        curve = learner.adaptation_returns(tasks, steps, generator).double()
+        mean, err = curve.mean(1), curve.std(1) / math.sqrt(curve.shape[1])
+        curves[name] = {"return_after_steps": {str(s): m for s, m in enumerate(mean.tolist())},
+                        "return_stderr": {str(s): e for s, e in enumerate(err.tolist())}}
+    return {"preset": cfg.preset, "algorithm": cfg.algo.name, "metric": "return", "meta_steps": state["step"],
+            "tasks": cfg.eval.tasks, "support": cfg.rl.episodes, "query": cfg.rl.episodes,
+            **curves.pop(cfg.algo.name), "baselines": curves}

@@ -1,0 +1,202 @@
+"""MAML for reinforcement learning (Finn, Abbeel, Levine 2017, Alg. 3, §5.3) with a TRPO (paper)
+or PPO outer loop.
+
+    sample a meta-batch of tasks Tᵢ
+    for each Tᵢ (all at once):  D ← K episodes of π_θ;  θ'ᵢ = θ − α ∇θ L_Tᵢ(θ; D)    (Eq. 4, VPG)
+                                D' ← K episodes of π_θ'ᵢ
+    θ ← TRPO step on Σᵢ L_Tᵢ(θ'ᵢ(θ); D')                                            (Alg. 3, line 10)
+
+L is the importance-weighted surrogate −E[π_θ'(a|s)/π_old(a|s) Â] on D', differentiated through
+the inner step (second order; ``first_order`` treats ∇θL as a constant). TRPO's KL constraint is
+the mean KL between the adapted policies that sampled D' and the adapted policies of the new θ,
+so its Fisher matrix too is taken through the adaptation (as in the paper's code and
+pytorch-maml-rl). With ``inner_steps`` k > 1 each step samples fresh episodes from the current
+adapted policy. With ``inner_steps=0`` the same code is plain TRPO on the task distribution:
+the paper's "pretrained" baseline, and, on an :class:`~metaloop.envs.OracleEnv`, its oracle.
+
+Advantages: GAE on rllab's per-task linear feature baseline, centred per task (the paper's code).
+The inner-loss estimator is named by ``estimator`` (see :mod:`metaloop.learners.policy_gradient`).
+Not included: the outer term ∇θ log π_θ(D)·L(θ') that the pre-update sampling distribution
+contributes (E-MAML, Al-Shedivat et al. 2018); neither the paper nor pytorch-maml-rl has it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import kl_divergence
+
+from metaloop.functional import Params, detach, expand_tasks, named_params, sgd_step
+from metaloop.learners.policy_gradient import policy_gradient_step, surrogate_loss
+from metaloop.rl.returns import advantages
+from metaloop.rl.rollouts import Episodes, sample_episodes
+from metaloop.rl.trpo import trpo_step
+
+
+@dataclass
+class MetaBatch:
+    """What one meta-step samples: the tasks, the inner-loop episodes of each adaptation step
+    with their advantages, and the post-adaptation (validation) episodes."""
+
+    tasks: Tensor
+    train: list[Episodes]
+    train_adv: list[Tensor]
+    valid: Episodes
+    valid_adv: Tensor
+    adapted: Params  # the (detached) adapted parameters that sampled ``valid``
+
+
+def _masked_task_mean(x_t: Tensor, mask_t: Tensor) -> Tensor:
+    dims = tuple(range(1, x_t.dim()))
+    return ((x_t * mask_t).sum(dims) / mask_t.sum(dims).clamp_min(1)).mean()
+
+
+class MAMLRL(nn.Module):
+    def __init__(self, policy: nn.Module, env, inner_lr: float = 0.1, inner_steps: int = 1, episodes: int = 20,
+                 gamma: float = 0.99, gae_lambda: float = 1.0, first_order: bool = False, estimator: str = "maml",
+                 outer: str = "trpo", max_kl: float = 0.01, cg_steps: int = 10, cg_damping: float = 1e-5,
+                 ls_steps: int = 15, ls_ratio: float = 0.8, outer_lr: float = 3e-4, ppo_epochs: int = 5,
+                 ppo_clip: float = 0.2):
+        super().__init__()
+        self.policy, self.env = policy, env
+        self.inner_lr, self.inner_steps, self.episodes = inner_lr, inner_steps, episodes
+        self.gamma, self.gae_lambda, self.first_order, self.estimator = gamma, gae_lambda, first_order, estimator
+        self.outer, self.max_kl, self.cg_steps, self.cg_damping = outer, max_kl, cg_steps, cg_damping
+        self.ls_steps, self.ls_ratio, self.ppo_epochs, self.ppo_clip = ls_steps, ls_ratio, ppo_epochs, ppo_clip
+        self.optimizer = torch.optim.Adam(policy.parameters(), lr=outer_lr) if outer == "ppo" else None
+
+    # ---- inner loop -------------------------------------------------------------------------
+    def _advantages(self, episodes: Episodes) -> Tensor:
+        return advantages(episodes, self.gamma, self.gae_lambda)
+
+    def inner_step(self, params: Params, episodes: Episodes, adv: Tensor, create_graph: bool) -> Params:
+        return policy_gradient_step(self.policy, params, episodes, adv, self.inner_lr,
+                                    first_order=self.first_order or not create_graph, estimator=self.estimator)
+
+    def sample(self, tasks: Tensor, generator: torch.Generator) -> MetaBatch:
+        """Adapt to every task of ``tasks`` (sampling as it goes) and sample the validation episodes."""
+        params = detach(expand_tasks(named_params(self.policy), tasks.shape[0]), requires_grad=True)
+        train, train_adv = [], []
+        for _ in range(self.inner_steps):
+            episodes = sample_episodes(self.env, self.policy, params, tasks, self.episodes, generator)
+            train.append(episodes)
+            train_adv.append(self._advantages(episodes))
+            params = detach(self.inner_step(params, episodes, train_adv[-1], create_graph=False), requires_grad=True)
+        valid = sample_episodes(self.env, self.policy, params, tasks, self.episodes, generator)
+        return MetaBatch(tasks, train, train_adv, valid, self._advantages(valid), detach(params))
+
+    def adapted_params(self, batch: MetaBatch, create_graph: bool) -> Params:
+        """θ'ᵢ(θ) recomputed from the stored inner-loop episodes, differentiably if ``create_graph``."""
+        params = expand_tasks(named_params(self.policy), batch.tasks.shape[0])
+        for episodes, adv in zip(batch.train, batch.train_adv):
+            params = self.inner_step(params, episodes, adv, create_graph)
+        return params
+
+    # ---- outer loop -------------------------------------------------------------------------
+    def _linearise(self, batch: MetaBatch) -> tuple[list, Params]:
+        """Replay the adaptation from θ, keeping each step's gradient graph for Jacobian products.
+
+        Returns the steps [(θⱼ, ∇L(θⱼ))] and the adapted θ' as a fresh leaf. The Jacobian of
+        θ' = θ_k is J = Π (I − α Hⱼ), Hⱼ the per-task Hessian of step j's inner loss (identity for
+        first-order MAML); J v and Jᵀ v are Hessian-vector products on the stored graphs.
+        """
+        params = detach(expand_tasks(named_params(self.policy), batch.tasks.shape[0]), requires_grad=True)
+        steps = []
+        for episodes, adv in zip(batch.train, batch.train_adv):
+            loss = surrogate_loss(self.policy, params, episodes, adv, self.estimator).sum()
+            grads = torch.autograd.grad(loss, list(params.values()), create_graph=not self.first_order)
+            if not self.first_order:
+                steps.append((params, grads))
+            params = detach(sgd_step(params, grads, self.inner_lr), requires_grad=True)
+        return steps, params
+
+    def _jacobian_product(self, steps: list, v: Params, transpose: bool) -> Params:
+        """J v (``transpose=False``) or Jᵀ v, per task; each factor (I − α Hⱼ) is symmetric."""
+        for params, grads in (reversed(steps) if transpose else steps):
+            hv = torch.autograd.grad(grads, list(params.values()), grad_outputs=list(v.values()), retain_graph=True)
+            v = {k: v[k] - self.inner_lr * h for k, h in zip(v, hv)}
+        return v
+
+    def _surrogate(self, params: Params, batch: MetaBatch, old_logp: Tensor) -> Tensor:
+        ratio = torch.exp(self.policy.distribution(params, batch.valid.observations).log_prob(batch.valid.actions)
+                          - old_logp)
+        if self.outer == "ppo":
+            clipped = ratio.clamp(1 - self.ppo_clip, 1 + self.ppo_clip)
+            return -_masked_task_mean(torch.minimum(ratio * batch.valid_adv, clipped * batch.valid_adv),
+                                      batch.valid.mask)
+        return -_masked_task_mean(ratio * batch.valid_adv, batch.valid.mask)
+
+    def meta_step(self, tasks: Tensor, generator: torch.Generator) -> dict:
+        """Sample, adapt, and update θ once; returns diagnostics (returns before and after adaptation)."""
+        batch = self.sample(tasks, generator)
+        valid = batch.valid
+        with torch.no_grad():
+            old = self.policy.distribution(batch.adapted, valid.observations)
+            old_logp = old.log_prob(valid.actions)
+        if self.outer == "ppo":
+            info = self._ppo(batch, old_logp)
+        else:
+            info = self._trpo(batch, old, old_logp)
+        pre = batch.train[0] if batch.train else valid
+        info.update(return_before=pre.returns.mean().item(), return_after=valid.returns.mean().item())
+        return info
+
+    def _trpo(self, batch: MetaBatch, old, old_logp: Tensor) -> dict:
+        """TRPO on θ with F = Jᵀ M J: M the Fisher matrix of the adapted policies (the Hessian of the
+        KL at θ'), J = ∂θ'/∂θ. At θ_old this equals ∇²θ KL(π_θ'old ‖ π_θ'(θ)) exactly (∇θ' KL = 0
+        there), the matrix pytorch-maml-rl builds by differentiating through the adaptation three
+        times; the factored form needs Hessian-vector products only."""
+        steps, adapted = self._linearise(batch)
+        keys = list(adapted)
+        loss = self._surrogate(adapted, batch, old_logp)
+        loss_grads = dict(zip(keys, torch.autograd.grad(loss, list(adapted.values()), retain_graph=True)))
+        kl = _masked_task_mean(kl_divergence(old, self.policy.distribution(adapted, batch.valid.observations)),
+                               batch.valid.mask)
+        kl_grads = torch.autograd.grad(kl, list(adapted.values()), create_graph=True)
+
+        def meta_grad(v: Params) -> Params:  # Jᵀ v summed over tasks: a gradient with respect to θ
+            return {k: g.sum(0) for k, g in self._jacobian_product(steps, v, transpose=True).items()}
+
+        def fisher_vector_product(v: Params) -> Params:
+            jv = self._jacobian_product(steps, expand_tasks(v, batch.tasks.shape[0]), transpose=False)
+            mjv = torch.autograd.grad(kl_grads, list(adapted.values()), grad_outputs=list(jv.values()),
+                                      retain_graph=True)
+            return meta_grad(dict(zip(keys, mjv)))
+
+        def evaluate() -> tuple[float, float]:
+            with torch.enable_grad():
+                params = self.adapted_params(batch, create_graph=False)
+            with torch.no_grad():
+                new = self.policy.distribution(params, batch.valid.observations)
+                return (self._surrogate(params, batch, old_logp).item(),
+                        _masked_task_mean(kl_divergence(old, new), batch.valid.mask).item())
+
+        return trpo_step(dict(self.policy.named_parameters()), meta_grad(loss_grads), fisher_vector_product,
+                         evaluate, loss.item(), self.max_kl, self.cg_steps, self.cg_damping, self.ls_steps,
+                         self.ls_ratio)
+
+    def _ppo(self, batch: MetaBatch, old_logp: Tensor) -> dict:
+        """``ppo_epochs`` Adam steps on the clipped surrogate (Schulman et al. 2017, Eq. 7) of the
+        adapted policies, differentiated through the adaptation."""
+        for _ in range(self.ppo_epochs):
+            loss = self._surrogate(self.adapted_params(batch, create_graph=True), batch, old_logp)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+        return {"loss_after": loss.item()}
+
+    # ---- evaluation -------------------------------------------------------------------------
+    def adaptation_returns(self, tasks: Tensor, max_steps: int, generator: torch.Generator) -> Tensor:
+        """Mean return per task after 0..max_steps policy-gradient steps, each step on fresh episodes
+        of the current adapted policy (the paper's protocol): ``(max_steps + 1, tasks)``."""
+        params = detach(expand_tasks(named_params(self.policy), tasks.shape[0]), requires_grad=True)
+        curve = []
+        for step in range(max_steps + 1):
+            episodes = sample_episodes(self.env, self.policy, params, tasks, self.episodes, generator)
+            curve.append(episodes.returns.mean(1))
+            if step < max_steps:
+                params = detach(self.inner_step(params, episodes, self._advantages(episodes), create_graph=False),
+                                requires_grad=True)
+        return torch.stack(curve)

@@ -1,0 +1,74 @@
+"""Stochastic policies as functional modules with per-task parameters (MAML §5.3, App. A.2).
+
+``GaussianPolicy``: an MLP gives the mean; a learned, state-independent log-std gives the
+spread (rllab's ``GaussianMLPPolicy``, init std 1). ``CategoricalPolicy``: an MLP gives logits.
+Both evaluate a whole meta-batch at once: parameters carry a leading task axis and observations
+are ``(tasks, ..., obs_dim)``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Categorical, Independent, Normal
+
+from metaloop.nn.mlp import MLP
+
+
+def _sub(params: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
+    return {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
+
+
+def _flat(obs: Tensor) -> Tensor:
+    """``(tasks, ..., d)`` -> ``(tasks, n, d)`` for the task-batched MLP."""
+    return obs.reshape(obs.shape[0], -1, obs.shape[-1])
+
+
+class GaussianPolicy(nn.Module):
+    """π(a|s) = N(μ_θ(s), diag σ²), σ = exp(log_std) ≥ ``min_std``."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden: Sequence[int] = (100, 100),
+                 activation: str = "relu", init_std: float = 1.0, min_std: float = 1e-6):
+        super().__init__()
+        self.mean = MLP(obs_dim, hidden, action_dim, activation)
+        self.log_std = nn.Parameter(torch.full((action_dim,), math.log(init_std)))
+        self.min_log_std = math.log(min_std)
+
+    def distribution(self, params: dict[str, Tensor], obs: Tensor) -> Independent:
+        """params ``{name: (tasks, *shape)}``, obs ``(tasks, ..., obs_dim)`` -> a distribution over
+        actions with batch shape ``(tasks, ...)``."""
+        mean = self.mean.forward_tasks(_sub(params, "mean."), _flat(obs)).reshape(*obs.shape[:-1], -1)
+        log_std = params["log_std"].clamp_min(self.min_log_std)
+        std = log_std.exp().reshape(log_std.shape[0], *([1] * (obs.dim() - 2)), -1)
+        return Independent(Normal(mean, std.expand_as(mean)), 1)
+
+    def sample(self, params: dict[str, Tensor], obs: Tensor, generator: torch.Generator) -> Tensor:
+        dist = self.distribution(params, obs).base_dist
+        return dist.loc + dist.scale * torch.randn(dist.loc.shape, generator=generator)
+
+
+class CategoricalPolicy(nn.Module):
+    """π(a|s) = softmax(f_θ(s))."""
+
+    def __init__(self, obs_dim: int, actions: int, hidden: Sequence[int] = (100, 100), activation: str = "relu"):
+        super().__init__()
+        self.logits = MLP(obs_dim, hidden, actions, activation)
+
+    def distribution(self, params: dict[str, Tensor], obs: Tensor) -> Categorical:
+        logits = self.logits.forward_tasks(_sub(params, "logits."), _flat(obs))
+        return Categorical(logits=logits.reshape(*obs.shape[:-1], -1))
+
+    def sample(self, params: dict[str, Tensor], obs: Tensor, generator: torch.Generator) -> Tensor:
+        probs = self.distribution(params, obs).probs
+        flat = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator)
+        return flat.view(probs.shape[:-1])
+
+
+def policy_for(env, hidden: Sequence[int], activation: str = "relu", init_std: float = 1.0) -> nn.Module:
+    """The policy that fits ``env``'s action space."""
+    if env.discrete:
+        return CategoricalPolicy(env.observation_dim, env.action_dim, hidden, activation)
+    return GaussianPolicy(env.observation_dim, env.action_dim, hidden, activation, init_std)

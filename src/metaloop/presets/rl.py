@@ -1,0 +1,45 @@
+"""MAML-RL presets (Finn, Abbeel, Levine 2017, §5.3 and App. A.2; the paper's code cbfinn/maml_rl).
+
+Common: one vanilla policy-gradient inner step, 20 episodes per task for the inner step and for
+the outer objective, TRPO outer loop (max KL 0.01, 10 CG steps, damping 1e-5, 15 backtracking
+steps × 0.8), γ = 0.99, GAE λ = 1 on the per-task linear feature baseline, Gaussian ReLU MLP
+policy with learned state-independent std (init 1). Evaluation on 40 unseen test tasks after
+0..3 steps; the pretrained and oracle baselines train by TRPO for as many iterations as MAML.
+
+- 2D navigation: 2 × 100 policy, meta-batch 20, horizon 100. Inner step size 0.1 (paper,
+  App. A.2; the released point-mass script uses 0.5 with meta-batch 40 and 100 iterations).
+- Locomotion: 2 × 64 policy (anchors), meta-batch 40, horizon 200, inner step size 0.1.
+"""
+
+_COMMON = {"algo.inner_steps": 1, "rl.episodes": 20, "eval.tasks": 40, "eval.max_steps": 3,
+           "train.log_every": 1, "train.checkpoint_every": 10, "baseline.scratch": True}
+
+_NAV = {**_COMMON, "task.name": "nav2d", "model.hidden": (100, 100), "algo.inner_lr": 0.1,
+        "baseline.finetune_lr": 0.1, "train.meta_batch": 20, "train.meta_steps": 100,
+        "baseline.pretrain_steps": 100}
+
+
+def _locomotion(task: str, steps: int) -> dict:
+    return {**_COMMON, "task.name": task, "model.hidden": (64, 64), "algo.inner_lr": 0.1,
+            "baseline.finetune_lr": 0.1, "train.meta_batch": 40, "train.meta_steps": steps,
+            "baseline.pretrain_steps": steps}
+
+
+_LOCOMOTION = {"cheetah-vel": "half-cheetah, goal velocity U[0, 2]", "cheetah-dir": "half-cheetah, direction ±1",
+               "ant-vel": "ant, goal velocity U[0, 3]", "ant-dir": "ant, direction ±1"}
+
+PRESETS = {
+    "maml-nav2d": ("MAML-TRPO on 2D navigation (paper settings, with pretrained / random / oracle baselines)",
+                   {**_NAV, "algo.name": "maml"}),
+    "fomaml-nav2d": ("first-order MAML-TRPO on 2D navigation", {**_NAV, "algo.name": "fomaml",
+                                                                   "baseline.pretrain_steps": 0}),
+    "pretrained-nav2d": ("TRPO on all 2D-navigation goals, no adaptation in training (the paper's pretrained "
+                         "baseline on its own)", {**_NAV, "algo.name": "maml", "algo.inner_steps": 0,
+                                                  "baseline.pretrain_steps": 0}),
+    "oracle-nav2d": ("TRPO with the goal in the observation (the paper's oracle on its own)",
+                     {**_NAV, "algo.name": "maml", "algo.inner_steps": 0, "rl.oracle": True,
+                      "baseline.pretrain_steps": 0, "baseline.scratch": False}),
+    **{f"maml-{task}": (f"MAML-TRPO on {title} (paper settings; MuJoCo, slow on CPU)",
+                        {**_locomotion(task, 500), "algo.name": "maml"})
+       for task, title in _LOCOMOTION.items()},
+}

@@ -1,0 +1,134 @@
+"""Meta-RL training as a run (MAML-RL, Finn et al. 2017 §5.3): meta-steps of :class:`MAMLRL`,
+then the paper's baselines, with metrics, checkpoints and resume.
+
+    for step in 1..meta_steps:  tasks ← sample;  learner.meta_step(tasks)   (sample, adapt, TRPO)
+    then, if baseline.pretrain_steps > 0:
+        pretrained ← TRPO on the task distribution without adaptation      (the paper's "pretrained")
+        oracle     ← the same with the task parameter in the observation    (the paper's "oracle")
+
+The run directory follows :mod:`metaloop.train` (config.yaml, metrics.jsonl, TensorBoard,
+checkpoints/last.pt written atomically). Resuming restores the policy, the task/sampling generator
+and the baselines trained so far. RL runs are single-process (no ``--nproc``).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from metaloop import checkpoint, distributed, envs
+from metaloop.config import Config
+from metaloop.errors import ConfigError, DivergedError, UserError
+from metaloop.logging import MetricsLogger, Progress
+from metaloop.meta.maml_rl import MAMLRL
+from metaloop.nn.policies import policy_for
+from metaloop.train import _create, _load, checkpoint_path
+
+
+def make_env(cfg: Config, oracle: bool | None = None):
+    try:
+        env = envs.make(cfg.task.name, cfg.rl.horizon)
+    except ImportError as exc:
+        raise ConfigError(f"task {cfg.task.name!r} needs MuJoCo: {exc} (pip install 'gymnasium[mujoco]')") from None
+    return envs.OracleEnv(env) if (cfg.rl.oracle if oracle is None else oracle) else env
+
+
+def make_learner(cfg: Config, env, inner_steps: int | None = None, inner_lr: float | None = None) -> MAMLRL:
+    r, a = cfg.rl, cfg.algo
+    policy = policy_for(env, cfg.model.hidden, cfg.model.activation, r.init_std)
+    return MAMLRL(policy, env, inner_lr=a.inner_lr if inner_lr is None else inner_lr,
+                  inner_steps=a.inner_steps if inner_steps is None else inner_steps, episodes=r.episodes,
+                  gamma=r.gamma, gae_lambda=r.gae_lambda, first_order=a.name == "fomaml", estimator=r.estimator,
+                  outer=r.outer, max_kl=r.max_kl, cg_steps=r.cg_steps, cg_damping=r.cg_damping,
+                  ls_steps=r.ls_steps, ls_ratio=r.ls_ratio, outer_lr=cfg.train.outer_lr,
+                  ppo_epochs=r.ppo_epochs, ppo_clip=r.ppo_clip)
+
+
+def start(cfg: Config, run_dir: Path, progress: bool = True) -> Path:
+    _single_process()
+    make_env(cfg)  # an unusable environment fails here, before a run directory exists
+    _create(cfg, run_dir)
+    return _run(cfg, run_dir, None, progress)
+
+
+def resume(run_dir: Path, progress: bool = True) -> Path:
+    _single_process()
+    cfg, state = _load(run_dir)
+    return _run(cfg, run_dir, state, progress)
+
+
+def _single_process() -> None:
+    if distributed.world_size() > 1:
+        raise UserError("RL task families train in one process; drop --nproc / torchrun")
+
+
+def _run(cfg: Config, run_dir: Path, state: dict | None, progress: bool) -> Path:
+    if cfg.train.threads > 0:
+        torch.set_num_threads(cfg.train.threads)
+    torch.manual_seed(cfg.seed)
+    env = make_env(cfg)
+    learner = make_learner(cfg, env)
+    scratch = {k: v.detach().clone() for k, v in learner.policy.state_dict().items()}
+    generator = torch.Generator().manual_seed(cfg.seed)
+    step, baselines = 0, {}
+    if state is not None:
+        try:
+            learner.policy.load_state_dict(state["learner"])
+            if learner.optimizer is not None:
+                learner.optimizer.load_state_dict(state["optimizer"])
+            generator.set_state(state["task_rng"])
+            scratch = state["scratch"]
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            raise UserError(f"checkpoint of {run_dir} does not match its config.yaml ({exc})") from None
+        step, baselines = state["step"], state.get("baselines") or {}
+
+    def save():
+        checkpoint.save_atomic({
+            "step": step, "learner": learner.policy.state_dict(), "task_rng": generator.get_state(),
+            "optimizer": learner.optimizer.state_dict() if learner.optimizer is not None else None,
+            "scratch": scratch, "baselines": baselines}, checkpoint_path(run_dir))
+
+    total = cfg.train.meta_steps
+    logger = MetricsLogger(run_dir, resume_step=step if state is not None else None)
+    bar = Progress(total, cfg.preset, start=step, enabled=progress)
+    try:
+        if state is None:
+            save()
+        while step < total:
+            step += 1
+            t0 = time.perf_counter()
+            info = learner.meta_step(env.sample_tasks(cfg.train.meta_batch, generator), generator)
+            if not all(map(_finite, info.values())):
+                raise DivergedError(f"meta-step {step} produced {info}; stopped, the last checkpoint is kept")
+            if step % cfg.train.log_every == 0 or step == total:
+                logger.log(step, **info, seconds_per_step=time.perf_counter() - t0)
+                bar.update(step, after=info["return_after"])
+            if step % cfg.train.checkpoint_every == 0 or step == total:
+                save()
+        bar.close()
+        for name, oracle in (("pretrained", False), ("oracle", True)):
+            if cfg.baseline.pretrain_steps > 0 and name not in baselines:
+                baselines[name] = _train_baseline(cfg, name, make_env(cfg, oracle), progress)
+                save()
+    finally:
+        logger.close()
+    return run_dir
+
+
+def _train_baseline(cfg: Config, name: str, env, progress: bool) -> dict:
+    """TRPO on the whole task distribution, no adaptation: MAML-RL with zero inner steps."""
+    torch.manual_seed(cfg.seed + 1)
+    generator = torch.Generator().manual_seed(cfg.seed + 1)
+    learner = make_learner(cfg, env, inner_steps=0)
+    bar = Progress(cfg.baseline.pretrain_steps, f"{cfg.preset} {name}", enabled=progress)
+    for i in range(cfg.baseline.pretrain_steps):
+        info = learner.meta_step(env.sample_tasks(cfg.train.meta_batch, generator), generator)
+        bar.update(i + 1, ret=info["return_after"])
+    bar.close()
+    return {k: v.detach().clone() for k, v in learner.policy.state_dict().items()}
+
+
+def _finite(x: float) -> bool:
+    return x == x and abs(x) != float("inf")
