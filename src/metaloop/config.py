@@ -86,6 +86,7 @@ class RLConfig:
     ppo_epochs: int = 5
     ppo_clip: float = 0.2
     init_std: float = 1.0  # Gaussian policy: initial standard deviation
+    oracle: bool = False  # train on observations with the task parameter appended (the paper's oracle)
 
 
 @dataclass
@@ -128,7 +129,8 @@ class Config:
             (self.model.downsample in ("stride", "maxpool"), "model.downsample must be 'stride' or 'maxpool'"),
             (self.task.support >= 1 and self.task.query >= 1, "task.support and task.query must be >= 1"),
             (self.algo.inner_lr > 0, "algo.inner_lr must be > 0"),
-            (self.algo.inner_steps >= 1, "algo.inner_steps must be >= 1"),
+            (self.algo.inner_steps >= (0 if self.task.name in RL_TASKS else 1),
+             "algo.inner_steps must be >= 1 (>= 0 for RL task families: 0 = plain TRPO on the task distribution)"),
             (self.train.meta_steps >= 1 and self.train.meta_batch >= 1, "train.meta_steps and train.meta_batch must be >= 1"),
             (self.train.outer_optimizer in ("adam", "sgd"), "train.outer_optimizer must be 'adam' or 'sgd'"),
             (self.train.lr_schedule in ("constant", "linear"), "train.lr_schedule must be 'constant' or 'linear'"),
