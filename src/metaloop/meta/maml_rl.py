@@ -144,10 +144,18 @@ class MAMLRL(nn.Module):
         return info
 
     def _trpo(self, batch: MetaBatch, old, old_logp: Tensor) -> dict:
-        """TRPO on θ with F = Jᵀ M J: M the Fisher matrix of the adapted policies (the Hessian of the
-        KL at θ'), J = ∂θ'/∂θ. At θ_old this equals ∇²θ KL(π_θ'old ‖ π_θ'(θ)) exactly (∇θ' KL = 0
-        there), the matrix pytorch-maml-rl builds by differentiating through the adaptation three
-        times; the factored form needs Hessian-vector products only."""
+        loss, grads, fisher_vector_product, evaluate = self.trust_region_problem(batch, old, old_logp)
+        return trpo_step(dict(self.policy.named_parameters()), grads, fisher_vector_product, evaluate, loss,
+                         self.max_kl, self.cg_steps, self.cg_damping, self.ls_steps, self.ls_ratio)
+
+    def trust_region_problem(self, batch: MetaBatch, old, old_logp: Tensor):
+        """TRPO's ingredients at the current θ: (loss, ∇θ loss, v ↦ F v, evaluate).
+
+        F = Jᵀ M J with M the Fisher matrix of the adapted policies (the Hessian of the KL at θ')
+        and J = ∂θ'/∂θ. At θ_old this equals ∇²θ KL(π_θ'old ‖ π_θ'(θ)) exactly (∇θ' KL = 0 there),
+        the matrix pytorch-maml-rl builds by differentiating through the adaptation three times;
+        the factored form needs Hessian-vector products only (tests check the two agree).
+        """
         steps, adapted = self._linearise(batch)
         keys = list(adapted)
         loss = self._surrogate(adapted, batch, old_logp)
@@ -173,9 +181,7 @@ class MAMLRL(nn.Module):
                 return (self._surrogate(params, batch, old_logp).item(),
                         _masked_task_mean(kl_divergence(old, new), batch.valid.mask).item())
 
-        return trpo_step(dict(self.policy.named_parameters()), meta_grad(loss_grads), fisher_vector_product,
-                         evaluate, loss.item(), self.max_kl, self.cg_steps, self.cg_damping, self.ls_steps,
-                         self.ls_ratio)
+        return loss.item(), meta_grad(loss_grads), fisher_vector_product, evaluate
 
     def _ppo(self, batch: MetaBatch, old_logp: Tensor) -> dict:
         """``ppo_epochs`` Adam steps on the clipped surrogate (Schulman et al. 2017, Eq. 7) of the

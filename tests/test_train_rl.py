@@ -1,0 +1,75 @@
+import json
+
+import pytest
+
+from metaloop import checkpoint, train
+from metaloop.cli import main
+from metaloop.config import apply_overrides
+from metaloop.errors import ConfigError
+from metaloop.evaluation import evaluate, format_table
+from metaloop.presets import get_preset
+
+TINY = ["train.meta_steps=4", "train.meta_batch=3", "rl.episodes=3", "rl.horizon=12", "model.hidden=8,8",
+        "baseline.pretrain_steps=2", "eval.tasks=4", "eval.max_steps=2", "train.checkpoint_every=2",
+        "rl.cg_steps=3"]
+
+
+def tiny(preset="maml-nav2d", *extra):
+    return apply_overrides(get_preset(preset), TINY + list(extra))
+
+
+def test_run_writes_metrics_checkpoints_and_baselines(tmp_path):
+    run_dir = train.start(tiny(), tmp_path / "run", progress=False)
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert {"return_before", "return_after", "kl", "step_fraction"} <= set(rows[0])
+    state = checkpoint.load(train.checkpoint_path(run_dir))
+    assert state["step"] == 4 and set(state["baselines"]) == {"pretrained", "oracle"}
+    result = evaluate(run_dir)
+    assert result["metric"] == "return" and set(result["return_after_steps"]) == {"0", "1", "2"}
+    assert set(result["baselines"]) == {"pretrained", "scratch", "oracle"}
+    assert set(result["baselines"]["oracle"]["return_after_steps"]) == {"0"}
+    assert "oracle" in format_table(result) and (run_dir / "eval.json").is_file()
+
+
+def test_interrupted_and_resumed_run_ends_with_the_same_policy(tmp_path, monkeypatch):
+    whole = train.start(tiny(), tmp_path / "whole", progress=False)
+    from metaloop.meta.maml_rl import MAMLRL
+
+    original, calls = MAMLRL.meta_step, {"n": 0}
+
+    def dies_at_step_4(self, tasks, generator):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return original(self, tasks, generator)
+
+    monkeypatch.setattr(MAMLRL, "meta_step", dies_at_step_4)
+    with pytest.raises(KeyboardInterrupt):
+        train.start(tiny(), tmp_path / "cut", progress=False)
+    monkeypatch.setattr(MAMLRL, "meta_step", original)
+    assert checkpoint.load(train.checkpoint_path(tmp_path / "cut"))["step"] == 2
+    train.resume(tmp_path / "cut", progress=False)
+    a = checkpoint.load(train.checkpoint_path(whole))
+    b = checkpoint.load(train.checkpoint_path(tmp_path / "cut"))
+    for k in a["learner"]:
+        assert (a["learner"][k] == b["learner"][k]).all(), k
+    for name in ("pretrained", "oracle"):
+        for k in a["baselines"][name]:
+            assert (a["baselines"][name][k] == b["baselines"][name][k]).all()
+
+
+def test_bad_rl_config_is_one_clear_error(capsys):
+    with pytest.raises(ConfigError, match="RL task families run with algo.name maml or fomaml"):
+        tiny("maml-nav2d", "algo.name=reptile")
+    assert main(["train", "maml-nav2d", "--set", "rl.estimator=magic"]) == 2
+    assert "rl.estimator must be" in capsys.readouterr().err
+
+
+def test_cli_train_and_eval_json(tmp_path, capsys):
+    run_dir = tmp_path / "cli"
+    main(["train", "fomaml-nav2d", "--quiet", "--run-dir", str(run_dir), *[f"--set={s}" for s in TINY]])
+    capsys.readouterr()
+    main(["eval", str(run_dir), "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert result["algorithm"] == "fomaml" and "return_stderr" in result
