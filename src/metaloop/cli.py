@@ -53,11 +53,11 @@ def cmd_train(args) -> Path:
         raise UserError(f"--nproc {args.nproc} disagrees with torchrun's {distributed.world_size()} processes")
     if args.resume:
         run_dir = Path(args.resume)
-        train.resume(run_dir, progress=not args.quiet)
+        (_dqn_run() if _is_dqn(run_dir) else train).resume(run_dir, progress=not args.quiet)
     else:
         cfg = _config(args)
         run_dir = Path(args.run_dir) if args.run_dir else distributed.from_rank0(default_run_dir, cfg.preset)
-        train.start(cfg, run_dir, progress=not args.quiet)
+        (_dqn_run() if cfg.algo.name == "dqn" else train).start(cfg, run_dir, progress=not args.quiet)
     if distributed.rank() == 0:
         print(f"run directory: {run_dir}")
     return run_dir
@@ -95,9 +95,23 @@ def _exit_reason(failure) -> str:
     return f"exit code {failure.exitcode}"
 
 
+def _is_dqn(run_dir: Path) -> bool:
+    from metaloop.dqn_run import is_dqn_run
+
+    return is_dqn_run(run_dir)
+
+
+def _dqn_run():
+    from metaloop import dqn_run
+
+    return dqn_run
+
+
 def cmd_eval(args) -> None:
     from metaloop.evaluation import evaluate, format_table
 
+    if _is_dqn(Path(args.run_dir)):
+        evaluate, format_table = _dqn_run().evaluate, _dqn_run().format_table
     result = evaluate(Path(args.run_dir))
     print(json.dumps(result) if args.json else format_table(result))
 
@@ -105,8 +119,15 @@ def cmd_eval(args) -> None:
 def cmd_plot(args) -> None:
     from metaloop.plots import plot_run
 
-    for path in plot_run(Path(args.run_dir)):
+    for path in (_dqn_run().plot if _is_dqn(Path(args.run_dir)) else plot_run)(Path(args.run_dir)):
         print(path)
+
+
+def cmd_play(args) -> None:
+    run_dir = Path(args.run_dir)
+    if not _is_dqn(run_dir):
+        raise UserError(f"{run_dir} is not a DQN run directory (play renders value-based agents)")
+    print(_dqn_run().play(run_dir, Path(args.out) if args.out else None, args.max_steps, args.epsilon))
 
 
 def cmd_demo(args) -> None:
@@ -155,6 +176,13 @@ def parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plot", help="(re)draw a run's figures into RUN_DIR/figures")
     pl.add_argument("run_dir")
     pl.set_defaults(func=cmd_plot)
+
+    g = sub.add_parser("play", help="render one episode of a DQN run's last checkpoint to a GIF")
+    g.add_argument("run_dir")
+    g.add_argument("--out", help="GIF path (default RUN_DIR/figures/play.gif)")
+    g.add_argument("--max-steps", type=int, default=2000, help="stop the episode after this many agent steps")
+    g.add_argument("--epsilon", type=float, help="exploration rate while playing (default: the run's dqn.eval_epsilon)")
+    g.set_defaults(func=cmd_play)
     return p
 
 

@@ -16,7 +16,7 @@ import yaml
 
 from metaloop.errors import ConfigError
 
-ALGORITHMS = ("maml", "fomaml", "metasgd", "reptile", "imaml")
+ALGORITHMS = ("maml", "fomaml", "metasgd", "reptile", "imaml", "dqn")
 
 
 SUPERVISED_TASKS = ("sinusoid", "omniglot")
@@ -107,6 +107,65 @@ class EvalConfig:
 
 
 @dataclass
+class DQNConfig:
+    """Deep Q-learning (algo.name = dqn). Steps count agent steps summed over envs (Atari: 4 frames each)."""
+
+    env: str = "CartPole-v1"  # Gymnasium id; ALE/<Game>-v5 (ale-py); MinAtar/<Game>-v0 (full action set)
+    num_envs: int = 1  # environments stepped as one batch
+    total_steps: int = 50_000
+    buffer_size: int = 100_000  # replay capacity in transitions
+    batch_size: int = 32
+    learning_starts: int = 1000  # uniform-random steps before the first update
+    train_freq: int = 1  # env steps between training phases
+    gradient_steps: int = 1  # updates per training phase
+    target_update: int = 1000  # env steps between copies θ⁻ ← θ
+    gamma: float = 0.99
+    optimizer: str = "adam"  # adam | rmsprop (torch, centred; MinAtar's code) | rmsprop_dm (Nature: ε inside the root)
+    lr: float = 1e-4
+    optim_alpha: float = 0.95  # RMSProp squared-gradient (and gradient) momentum ρ
+    optim_eps: float = 1e-8  # Adam ε / RMSProp ε (Nature and MinAtar: 0.01)
+    max_grad_norm: float = 0.0  # 0 = no gradient-norm clipping (SB3 clips at 10)
+    huber_delta: float = 1.0
+    clip_rewards: bool = False  # clip r_t to [-1, 1] for learning (Atari)
+    double: bool = False  # Double DQN target (van Hasselt et al. 2016)
+    dueling: bool = False  # dueling heads (Wang et al. 2016)
+    net: str = "mlp"  # mlp | nature | minatar
+    hidden: tuple[int, ...] = (256, 256)  # mlp widths
+    eps_start: float = 1.0
+    eps_end: float = 0.05
+    eps_decay: int = 10_000  # env steps of the linear ε decay
+    eval_every: int = 10_000  # env steps between greedy evaluations during training; 0 = none
+    eval_episodes: int = 10
+    eval_epsilon: float = 0.0  # 0 = greedy; Nature evaluates with 0.05
+    log_every: int = 1000
+    checkpoint_every: int = 10_000
+    checkpoint_replay: bool = True  # save the replay memory too, so --resume is exact (Atari: GBs)
+    frame_skip: int = 4  # Atari
+    frame_stack: int = 4  # Atari
+    noop_max: int = 30  # Atari
+    sticky_actions: float = 0.0  # Atari repeat-action probability (Nature 0; Machado et al. 0.25)
+    episodic_life: bool = True  # Atari: a lost life is terminal for learning
+    max_episode_frames: int = 108_000  # Atari: 30 minutes at 60 Hz
+
+    def checks(self) -> list[tuple[bool, str]]:
+        return [
+            (self.num_envs >= 1 and self.total_steps >= 1, "dqn.num_envs and dqn.total_steps must be >= 1"),
+            (self.batch_size >= 1 and self.gradient_steps >= 1 and self.train_freq >= 1,
+             "dqn.batch_size, dqn.gradient_steps and dqn.train_freq must be >= 1"),
+            (self.buffer_size >= 2 * self.num_envs * (self.frame_stack + 1),
+             "dqn.buffer_size is too small for dqn.num_envs"),
+            (self.target_update >= 1 and self.log_every >= 1 and self.checkpoint_every >= 1,
+             "dqn.target_update, dqn.log_every and dqn.checkpoint_every must be >= 1"),
+            (self.optimizer in ("adam", "rmsprop", "rmsprop_dm"), "dqn.optimizer must be adam, rmsprop or rmsprop_dm"),
+            (self.net in ("mlp", "nature", "minatar"), "dqn.net must be mlp, nature or minatar"),
+            (self.lr > 0 and 0 < self.gamma <= 1, "dqn.lr must be > 0 and dqn.gamma in (0, 1]"),
+            (0 <= self.eps_end <= self.eps_start <= 1 and 0 <= self.eval_epsilon <= 1,
+             "dqn.eps_end <= dqn.eps_start must lie in [0, 1], and dqn.eval_epsilon too"),
+            (self.eval_episodes >= 1 and self.eval_every >= 0, "dqn.eval_episodes must be >= 1 and dqn.eval_every >= 0"),
+        ]
+
+
+@dataclass
 class Config:
     preset: str = "custom"
     description: str = ""
@@ -118,6 +177,7 @@ class Config:
     rl: RLConfig = field(default_factory=RLConfig)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    dqn: DQNConfig = field(default_factory=DQNConfig)
 
     def validate(self) -> "Config":
         checks = [
@@ -148,6 +208,8 @@ class Config:
             (self.task.name not in RL_TASKS or self.algo.name in ("maml", "fomaml"),
              "RL task families run with algo.name maml or fomaml"),
         ]
+        if self.algo.name == "dqn":
+            checks += self.dqn.checks()
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)

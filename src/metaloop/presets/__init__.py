@@ -6,9 +6,9 @@ import difflib
 
 from metaloop.config import Config, set_value
 from metaloop.errors import ConfigError
-from metaloop.presets import omniglot, sinusoid
+from metaloop.presets import dqn, omniglot, rl, sinusoid
 
-PRESETS: dict[str, tuple[str, dict]] = {**sinusoid.PRESETS, **omniglot.PRESETS}
+PRESETS: dict[str, tuple[str, dict]] = {**sinusoid.PRESETS, **omniglot.PRESETS, **rl.PRESETS, **dqn.PRESETS}
 
 
 def get_preset(name: str) -> Config:

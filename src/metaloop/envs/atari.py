@@ -1,0 +1,80 @@
+"""Atari 2600 through ale-py's C++ vector environment, with the DQN preprocessing built in.
+
+Preprocessing (Mnih et al. 2015; Machado et al. 2018 for the names): up to ``noop_max`` no-op
+actions at reset, FIRE at reset where the game needs it, action repeat 4 with a max-pool over
+the last two frames, 84×84 greyscale, a stack of the last 4 frames, episodes cut at 108k frames
+(30 minutes). Under ``episodic_life`` a lost life is terminal for learning (``terminated``) while
+the game runs on; a game ends, and the environment resets, at game over. Rewards come back raw;
+the agent clips them for learning (``dqn.clip_rewards``) and logs the real game score.
+
+ale-py steps all environments in C++ threads; the reset uses its partial ``reset_mask`` so an
+ended game restarts within the same batch step.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from metaloop.envs.gym_envs import EpisodeTracker, VecStep
+from metaloop.errors import UserError
+
+
+def rom_name(env_id: str) -> str:
+    """``ALE/SpaceInvaders-v5`` → ``space_invaders`` (ale-py's ROM id), checked against the shipped ROMs."""
+    from ale_py import roms
+
+    match = re.fullmatch(r"ALE/([A-Za-z0-9]+)-v\d+", env_id)
+    name = re.sub(r"(?<!^)(?=[A-Z])", "_", match.group(1)).lower() if match else ""
+    if name not in roms.get_all_rom_ids():
+        raise UserError(f"unknown environment id {env_id!r}: not an ale-py ROM (ids look like ALE/SpaceInvaders-v5)")
+    return name
+
+
+class AtariVecEnv:
+    def __init__(self, env_id: str, num_envs: int, frame_skip: int = 4, frame_stack: int = 4, noop_max: int = 30,
+                 sticky_actions: float = 0.0, episodic_life: bool = True, max_episode_frames: int = 108_000,
+                 threads: int = 1):
+        from ale_py import AtariVectorEnv
+
+        self.env = AtariVectorEnv(
+            rom_name(env_id), num_envs, num_threads=threads, autoreset_mode="NextStep",
+            frameskip=frame_skip, stack_num=frame_stack, maxpool=True, img_height=84, img_width=84, grayscale=True,
+            noop_max=noop_max, use_fire_reset=True, repeat_action_probability=sticky_actions,
+            life_loss_info=episodic_life, episodic_life=False, reward_clipping=False,
+            max_num_frames_per_episode=max_episode_frames)
+        self.env_id, self.num_envs, self.episodic_life = env_id, num_envs, episodic_life
+        self.num_actions = int(self.env.single_action_space.n)
+        self.stack = frame_stack
+        self.obs_shape = (frame_stack, 84, 84)
+        self.obs_dtype = np.dtype(np.uint8)
+        self.frame_skip = frame_skip
+        self.episodes = EpisodeTracker(num_envs)
+        self._obs = None
+
+    def reset(self, seed: int) -> np.ndarray:
+        self._obs, _ = self.env.reset(seed=seed)
+        self.episodes = EpisodeTracker(self.num_envs)
+        return self._obs
+
+    def step(self, actions: np.ndarray) -> VecStep:
+        next_obs, reward, terminated, truncated, info = self.env.step(np.asarray(actions, dtype=np.int64))
+        game_over = terminated & (info["lives"] == 0) if self.episodic_life else terminated
+        ended = game_over | truncated
+        reward = reward.astype(np.float32)
+        obs = next_obs
+        if ended.any():  # restart now, so the next step continues a fresh game (no NextStep no-op step)
+            reset_obs, _ = self.env.reset(options={"reset_mask": ended})
+            obs = np.where(ended[:, None, None, None], reset_obs, next_obs)
+        returns, lengths = self.episodes.update(reward, ended)
+        self._obs = obs
+        return VecStep(obs, next_obs, reward, terminated, ended, returns, lengths)
+
+    def render(self) -> np.ndarray:
+        """What the agent sees: the newest 84×84 grey frame of the first environment, ×2, as RGB."""
+        frame = self._obs[0, -1].repeat(2, 0).repeat(2, 1)
+        return np.stack([frame] * 3, axis=-1)
+
+    def close(self) -> None:
+        self.env.close()

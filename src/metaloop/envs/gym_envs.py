@@ -1,0 +1,133 @@
+"""Discrete-action environments stepped as one batch, for value-based agents (DQN).
+
+:func:`make_vec_env` picks the adapter from the id: ``ALE/<Game>-v5`` runs on ale-py's own
+C++ vector environment (:mod:`metaloop.envs.atari`), ``MinAtar/<Game>-v0|v1`` and every other
+Gymnasium id (classic control: ``CartPole-v1``, ``Acrobot-v1``, ...) on a Gymnasium
+``SyncVectorEnv``. Every adapter returns a :class:`VecStep` per batch step, with the same
+semantics the replay memory needs:
+
+- ``next_obs`` is the *true* next observation of the transition: the final one where an
+  episode ended (Gymnasium hides it in ``info["final_obs"]``; we put it back);
+- ``obs`` is what the agent acts on next: the first observation of a new episode where an
+  environment restarted (``restarted``), else ``next_obs``;
+- ``terminated`` ends bootstrapping (a terminal state, or a lost life under episodic life);
+  a time-limit truncation restarts the environment but is not terminal;
+- ``episode_returns`` holds the raw (unclipped) score of every episode that ended, for logging.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from metaloop.errors import UserError
+
+
+@dataclass
+class VecStep:
+    obs: np.ndarray
+    next_obs: np.ndarray
+    reward: np.ndarray
+    terminated: np.ndarray
+    restarted: np.ndarray
+    episode_returns: list = field(default_factory=list)
+    episode_lengths: list = field(default_factory=list)
+
+
+class EpisodeTracker:
+    """Raw return and length of each environment's running episode."""
+
+    def __init__(self, num_envs: int):
+        self.returns = np.zeros(num_envs)
+        self.lengths = np.zeros(num_envs, dtype=np.int64)
+
+    def update(self, reward: np.ndarray, ended: np.ndarray) -> tuple[list, list]:
+        self.returns += reward
+        self.lengths += 1
+        returns, lengths = self.returns[ended].tolist(), self.lengths[ended].tolist()
+        self.returns[ended], self.lengths[ended] = 0.0, 0
+        return returns, lengths
+
+
+class GymVecEnv:
+    """``num_envs`` copies of a Gymnasium environment behind one ``step(actions)``.
+
+    Attributes the agent reads: ``num_envs``, ``obs_shape``, ``obs_dtype``, ``stack`` (frames
+    per observation; 1 here), ``num_actions``.
+    """
+
+    stack = 1
+
+    def __init__(self, env_id: str, num_envs: int, render: bool = False):
+        import gymnasium as gym
+        from gymnasium.vector import AutoresetMode
+
+        if env_id.startswith("MinAtar/") and env_id not in gym.registry:
+            try:
+                from minatar.gym import register_envs  # MinAtar's ids exist only after this call
+            except ImportError:
+                raise UserError(f"{env_id} needs MinAtar: pip install 'metaloop[minatar]'") from None
+            register_envs()
+        if render:
+            os.environ.setdefault("SDL_AUDIODRIVER", "dummy")  # pygame renders off-screen: no sound, no display
+            os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+        try:
+            with warnings.catch_warnings():  # MinAtar's -v0 ids (the paper's full action set) are "out of date"
+                warnings.filterwarnings("ignore", message=".*is out of date.*")
+                self.env = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync",
+                                        vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
+                                        render_mode="rgb_array" if render else None)
+        except gym.error.Error as exc:
+            raise UserError(f"unknown environment id {env_id!r} ({exc})") from None
+        space = self.env.single_action_space
+        if not isinstance(space, gym.spaces.Discrete):
+            raise UserError(f"{env_id} has {type(space).__name__} actions; DQN needs a discrete action space")
+        self.env_id, self.num_envs, self.num_actions = env_id, num_envs, int(space.n)
+        self.obs_shape = tuple(self.env.single_observation_space.shape)
+        self.obs_dtype = np.dtype(self.env.single_observation_space.dtype)
+        self.episodes = EpisodeTracker(num_envs)
+
+    def reset(self, seed: int) -> np.ndarray:
+        obs, _ = self.env.reset(seed=seed)
+        self.episodes = EpisodeTracker(self.num_envs)
+        return obs
+
+    def step(self, actions: np.ndarray) -> VecStep:
+        obs, reward, terminated, truncated, info = self.env.step(actions)
+        ended = terminated | truncated
+        next_obs = obs
+        if ended.any():
+            next_obs = obs.copy()
+            for i in np.flatnonzero(ended):
+                next_obs[i] = info["final_obs"][i]
+        returns, lengths = self.episodes.update(reward, ended)
+        return VecStep(obs, next_obs, reward.astype(np.float32), terminated, ended, returns, lengths)
+
+    def render(self) -> np.ndarray:
+        """RGB frame of the first environment, ``(H, W, 3)`` uint8."""
+        with warnings.catch_warnings():  # MinAtar declares no fps and renders floats; both fine here
+            warnings.simplefilter("ignore", UserWarning)
+            frame = np.asarray(self.env.render()[0])
+        if frame.dtype != np.uint8:  # MinAtar renders floats in [0, 1] on a 10×10 grid
+            frame = (np.clip(frame, 0, 1) * 255).astype(np.uint8)
+        if frame.shape[0] < 100:
+            scale = 160 // frame.shape[0]
+            frame = frame.repeat(scale, 0).repeat(scale, 1)
+        return frame
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def make_vec_env(env_id: str, num_envs: int, render: bool = False, **atari_options):
+    """The batched environment for ``env_id``; ``atari_options`` go to :class:`~metaloop.envs.atari.AtariVecEnv`."""
+    if num_envs < 1:
+        raise UserError(f"num_envs must be >= 1, got {num_envs}")
+    if env_id.startswith("ALE/"):
+        from metaloop.envs.atari import AtariVecEnv
+
+        return AtariVecEnv(env_id, num_envs, **atari_options)
+    return GymVecEnv(env_id, num_envs, render=render)

@@ -1,0 +1,62 @@
+"""The DQN environment adapters: true next observations at episode ends, restarts, ALE frame stacks."""
+
+import numpy as np
+import pytest
+
+from metaloop.envs.gym_envs import make_vec_env
+from metaloop.errors import UserError
+
+
+def test_cartpole_batch_puts_the_final_observation_back():
+    env = make_vec_env("CartPole-v1", 3)
+    assert (env.num_envs, env.obs_shape, env.num_actions, env.stack) == (3, (4,), 2, 1)
+    obs = env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    ended = 0
+    for _ in range(200):
+        out = env.step(rng.integers(0, 2, 3))
+        assert out.obs.shape == (3, 4)
+        keep = ~out.restarted
+        assert np.array_equal(out.obs[keep], out.next_obs[keep])
+        for i in np.flatnonzero(out.restarted):
+            # the final state has left the pole/cart bounds; the new episode starts near 0
+            assert abs(out.next_obs[i, 0]) > 2.4 or abs(out.next_obs[i, 2]) > 0.2095
+            assert np.abs(out.obs[i]).max() <= 0.05
+        ended += len(out.episode_returns)
+        obs = out.obs
+    assert ended > 5
+    env.close()
+
+
+@pytest.mark.parametrize("env_id", ["Nope-v0", "ALE/NotAGame-v5", "Pendulum-v1"])
+def test_bad_env_ids_are_user_errors(env_id):
+    with pytest.raises(UserError):
+        make_vec_env(env_id, 1)
+
+
+def test_atari_stacks_roll_and_games_restart_with_a_fresh_stack():
+    env = make_vec_env("ALE/Breakout-v5", 2, episodic_life=True)
+    assert env.obs_shape == (4, 84, 84) and env.stack == 4
+    prev = env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    lives_lost = games = 0
+    for _ in range(600):
+        out = env.step(rng.integers(0, env.num_actions, 2))
+        assert np.array_equal(out.next_obs[:, :3], prev[:, 1:])  # the true next stack, game over included
+        for i in np.flatnonzero(out.restarted):
+            assert not out.obs[i, :3].any() and out.obs[i, 3].any()  # zeros, then the first frame
+        lives_lost += int((out.terminated & ~out.restarted).sum())
+        games += len(out.episode_returns)
+        prev = out.obs
+    assert lives_lost > 0 and games > 0
+    env.close()
+
+
+def test_minatar_grid_observations():
+    pytest.importorskip("minatar")
+    env = make_vec_env("MinAtar/Breakout-v0", 2)
+    assert env.obs_shape == (10, 10, 4) and env.obs_dtype == np.bool_ and env.num_actions == 6
+    obs = env.reset(seed=0)
+    out = env.step(np.zeros(2, dtype=np.int64))
+    assert out.obs.shape == obs.shape
+    env.close()

@@ -1,0 +1,117 @@
+"""DQN runs end to end through the CLI: run directory, eval JSON, play, plot, exact resume, errors."""
+
+import json
+import shutil
+
+import pytest
+import torch
+import yaml
+
+from metaloop.cli import main
+from metaloop.config import Config, apply_overrides
+from metaloop.errors import ConfigError
+from metaloop.presets import PRESETS, get_preset
+
+TINY = ["--set", "dqn.learning_starts=300", "--set", "dqn.train_freq=50", "--set", "dqn.gradient_steps=5",
+        "--set", "dqn.batch_size=16", "--set", "dqn.hidden=16,16", "--set", "dqn.eval_episodes=2",
+        "--set", "dqn.eval_every=0", "--set", "dqn.log_every=250", "--set", "dqn.checkpoint_every=500",
+        "--set", "dqn.eps_decay=500", "--quiet"]
+
+
+def train(path, steps, *extra):
+    return main(["train", "dqn-cartpole", "--run-dir", str(path), "--seed", "1",
+                 "--set", f"dqn.total_steps={steps}", *TINY, *extra])
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("dqn") / "r"
+    assert train(path, 1000) == 0
+    return path
+
+
+def test_train_writes_a_complete_run_directory(run_dir):
+    for name in ("config.yaml", "metrics.jsonl", "checkpoints/last.pt"):
+        assert (run_dir / name).is_file(), name
+    assert any((run_dir / "tensorboard").iterdir())
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [250, 500, 750, 1000]
+    assert "loss" in rows[-1] and "episode_return" in rows[-1]
+
+
+def test_eval_json_and_play_and_plot(run_dir, capsys):
+    assert main(["eval", str(run_dir), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["algorithm"] == "dqn" and result["env"] == "CartPole-v1" and result["steps"] == 1000
+    assert result["episodes"] == 2 and result["epsilon"] == 0.0 and len(result["returns"]) == 2
+    assert result["return_mean"] == pytest.approx(sum(result["returns"]) / 2)
+    assert (run_dir / "eval.json").is_file()
+    assert main(["play", str(run_dir), "--max-steps", "5"]) == 0
+    assert (run_dir / "figures" / "play.gif").stat().st_size > 0
+    assert main(["plot", str(run_dir)]) == 0
+    assert (run_dir / "figures" / "learning_curve.png").is_file()
+
+
+def test_resume_continues_exactly(tmp_path, run_dir):
+    """Stop at step 500 (a checkpoint), resume to 1000: the same weights as the uninterrupted run."""
+    path = tmp_path / "r"
+    assert train(path, 500) == 0
+    config = yaml.safe_load((path / "config.yaml").read_text())
+    config["dqn"]["total_steps"] = 1000
+    (path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    assert main(["train", "--resume", str(path), "--quiet"]) == 0
+    a = torch.load(path / "checkpoints/last.pt", weights_only=True)
+    b = torch.load(run_dir / "checkpoints/last.pt", weights_only=True)
+    assert a["step"] == b["step"] == 1000
+    for name in a["learner"]:
+        assert torch.equal(a["learner"][name], b["learner"][name]), name
+    losses = lambda p: [r.get("loss") for r in map(json.loads, (p / "metrics.jsonl").read_text().splitlines())]  # noqa: E731
+    assert losses(path) == losses(run_dir)
+
+
+def test_unknown_env_id_is_one_line(tmp_path, capsys):
+    assert train(tmp_path / "r", 100, "--set", "dqn.env=NoSuchEnv-v0") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("metaloop: error: unknown environment id 'NoSuchEnv-v0'") and "\n" not in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_play_refuses_a_non_dqn_run(tmp_path, capsys):
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(Config().to_dict()))
+    assert main(["play", str(tmp_path)]) == 2
+    assert "not a DQN run" in capsys.readouterr().err
+
+
+def test_dqn_config_validation():
+    cfg = get_preset("dqn-cartpole")
+    assert cfg.algo.name == "dqn" and cfg.dqn.lr == 2.3e-3 and cfg.dqn.train_freq == 256
+    assert Config.from_dict(cfg.to_dict()).dqn == cfg.dqn
+    with pytest.raises(ConfigError, match="dqn.optimizer"):
+        apply_overrides(get_preset("dqn-cartpole"), ["dqn.optimizer=sgd"])
+    with pytest.raises(ConfigError, match="dqn.net"):
+        apply_overrides(get_preset("dqn-cartpole"), ["dqn.net=resnet"])
+    # a supervised config ignores the dqn section, whatever it holds
+    apply_overrides(get_preset("maml-sinusoid"), ["dqn.optimizer=sgd"])
+
+
+def test_every_dqn_preset_is_registered_and_valid():
+    names = [n for n in PRESETS if n.startswith("dqn-")]
+    assert {"dqn-cartpole", "dqn-spaceinvaders", "dqn-breakout", "dqn-minatar-breakout",
+            "dqn-minatar-spaceinvaders", "dqn-minatar-asterix"} <= set(names)
+    for name in names:
+        assert get_preset(name).algo.name == "dqn"
+    nature = get_preset("dqn-spaceinvaders").dqn
+    assert (nature.lr, nature.buffer_size, nature.learning_starts, nature.target_update, nature.batch_size,
+            nature.eps_end, nature.eps_decay, nature.train_freq, nature.optimizer) == \
+           (2.5e-4, 1_000_000, 50_000, 10_000, 32, 0.1, 1_000_000, 4, "rmsprop_dm")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_cartpole_preset_reaches_500(tmp_path, seed):
+    """The RL-Zoo settings, 50k steps: greedy return 500 (~1 minute per seed)."""
+    path = tmp_path / "r"
+    assert main(["train", "dqn-cartpole", "--run-dir", str(path), "--seed", str(seed), "--quiet"]) == 0
+    assert main(["eval", str(path), "--json"]) == 0
+    assert json.loads((path / "eval.json").read_text())["return_mean"] >= 475
+    shutil.rmtree(path)
