@@ -83,6 +83,7 @@ class RLConfig:
     cg_damping: float = 1e-5
     ls_steps: int = 15  # backtracking line-search steps
     ls_ratio: float = 0.8  # step shrink factor per line-search step
+    fisher_fraction: float = 1.0  # share of each task's episodes in Fisher-vector products (TRPO App. C); 1 = all
     ppo_epochs: int = 5
     ppo_clip: float = 0.2
     init_std: float = 1.0  # Gaussian policy: initial standard deviation
@@ -205,6 +206,7 @@ class Config:
             (self.rl.episodes >= 2 and self.rl.horizon >= 0, "rl.episodes must be >= 2 and rl.horizon >= 0"),
             (0 < self.rl.gamma <= 1 and 0 <= self.rl.gae_lambda <= 1, "rl.gamma must be in (0, 1] and rl.gae_lambda in [0, 1]"),
             (self.rl.max_kl > 0 and 0 < self.rl.ls_ratio < 1, "rl.max_kl must be > 0 and rl.ls_ratio in (0, 1)"),
+            (0 < self.rl.fisher_fraction <= 1, "rl.fisher_fraction must be in (0, 1]"),
             (self.task.name not in RL_TASKS or self.algo.name in ("maml", "fomaml"),
              "RL task families run with algo.name maml or fomaml"),
         ]

@@ -42,7 +42,8 @@ def make_learner(cfg: Config, env, inner_steps: int | None = None, inner_lr: flo
                   inner_steps=a.inner_steps if inner_steps is None else inner_steps, episodes=r.episodes,
                   gamma=r.gamma, gae_lambda=r.gae_lambda, first_order=a.name == "fomaml", estimator=r.estimator,
                   outer=r.outer, max_kl=r.max_kl, cg_steps=r.cg_steps, cg_damping=r.cg_damping,
-                  ls_steps=r.ls_steps, ls_ratio=r.ls_ratio, outer_lr=cfg.train.outer_lr,
+                  ls_steps=r.ls_steps, ls_ratio=r.ls_ratio, fisher_fraction=r.fisher_fraction,
+                  outer_lr=cfg.train.outer_lr,
                   ppo_epochs=r.ppo_epochs, ppo_clip=r.ppo_clip)
 
 

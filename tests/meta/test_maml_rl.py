@@ -63,6 +63,17 @@ def test_factored_fisher_and_meta_gradient_equal_differentiating_through_the_ada
         assert torch.allclose(fv[k], h, atol=1e-10), k
 
 
+def test_subsampled_fisher_keeps_the_exact_gradient():
+    learner, batch, old, old_logp = learner_and_batch()
+    _, exact, fvp_all, _ = learner.trust_region_problem(batch, old, old_logp)
+    learner.fisher_fraction = 0.5
+    _, grads, fvp_half, _ = learner.trust_region_problem(batch, old, old_logp)
+    v = {k: torch.randn_like(p) for k, p in learner.policy.named_parameters()}
+    for k in exact:
+        assert torch.allclose(grads[k], exact[k], atol=1e-12)
+    assert not all(torch.allclose(fvp_all(v)[k], fvp_half(v)[k]) for k in v)
+
+
 def test_meta_training_on_bandits_learns_to_adapt():
     """A learning threshold with fixed seeds: after a few MAML-TRPO steps on 5-armed bandits the
     one-step-adapted return beats the untrained policy's adapted return."""

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import kl_divergence
+from torch.distributions import Categorical, Independent, Normal, kl_divergence
 
 from metaloop.functional import Params, detach, expand_tasks, named_params, sgd_step
 from metaloop.learners.policy_gradient import policy_gradient_step, surrogate_loss
@@ -48,6 +48,14 @@ class MetaBatch:
     adapted: Params  # the (detached) adapted parameters that sampled ``valid``
 
 
+def _head(dist, n: int):
+    """The distribution over the first ``n`` episodes of each task (batch shape (tasks, E, T))."""
+    base = dist.base_dist if isinstance(dist, Independent) else dist
+    if isinstance(base, Normal):
+        return Independent(Normal(base.loc[:, :n], base.scale[:, :n]), 1)
+    return Categorical(logits=base.logits[:, :n])
+
+
 def _masked_task_mean(x_t: Tensor, mask_t: Tensor) -> Tensor:
     dims = tuple(range(1, x_t.dim()))
     return ((x_t * mask_t).sum(dims) / mask_t.sum(dims).clamp_min(1)).mean()
@@ -57,14 +65,15 @@ class MAMLRL(nn.Module):
     def __init__(self, policy: nn.Module, env, inner_lr: float = 0.1, inner_steps: int = 1, episodes: int = 20,
                  gamma: float = 0.99, gae_lambda: float = 1.0, first_order: bool = False, estimator: str = "maml",
                  outer: str = "trpo", max_kl: float = 0.01, cg_steps: int = 10, cg_damping: float = 1e-5,
-                 ls_steps: int = 15, ls_ratio: float = 0.8, outer_lr: float = 3e-4, ppo_epochs: int = 5,
-                 ppo_clip: float = 0.2):
+                 ls_steps: int = 15, ls_ratio: float = 0.8, fisher_fraction: float = 1.0, outer_lr: float = 3e-4,
+                 ppo_epochs: int = 5, ppo_clip: float = 0.2):
         super().__init__()
         self.policy, self.env = policy, env
         self.inner_lr, self.inner_steps, self.episodes = inner_lr, inner_steps, episodes
         self.gamma, self.gae_lambda, self.first_order, self.estimator = gamma, gae_lambda, first_order, estimator
         self.outer, self.max_kl, self.cg_steps, self.cg_damping = outer, max_kl, cg_steps, cg_damping
         self.ls_steps, self.ls_ratio, self.ppo_epochs, self.ppo_clip = ls_steps, ls_ratio, ppo_epochs, ppo_clip
+        self.fisher_fraction = fisher_fraction
         self.optimizer = torch.optim.Adam(policy.parameters(), lr=outer_lr) if outer == "ppo" else None
 
     # ---- inner loop -------------------------------------------------------------------------
@@ -95,20 +104,28 @@ class MAMLRL(nn.Module):
         return params
 
     # ---- outer loop -------------------------------------------------------------------------
-    def _linearise(self, batch: MetaBatch) -> tuple[list, Params]:
+    def _linearise(self, batch: MetaBatch, episodes: int | None = None) -> tuple[list, Params]:
         """Replay the adaptation from θ, keeping each step's gradient graph for Jacobian products.
 
         Returns the steps [(θⱼ, ∇L(θⱼ))] and the adapted θ' as a fresh leaf. The Jacobian of
         θ' = θ_k is J = Π (I − α Hⱼ), Hⱼ the per-task Hessian of step j's inner loss (identity for
-        first-order MAML); J v and Jᵀ v are Hessian-vector products on the stored graphs.
+        first-order MAML); J v and Jᵀ v are Hessian-vector products on the stored graphs. With
+        ``episodes`` the graphs (so the Hⱼ) use only each task's first ``episodes`` episodes, while
+        the points θⱼ and θ' stay those of the full data.
         """
         params = detach(expand_tasks(named_params(self.policy), batch.tasks.shape[0]), requires_grad=True)
         steps = []
-        for episodes, adv in zip(batch.train, batch.train_adv):
-            loss = surrogate_loss(self.policy, params, episodes, adv, self.estimator).sum()
-            grads = torch.autograd.grad(loss, list(params.values()), create_graph=not self.first_order)
-            if not self.first_order:
-                steps.append((params, grads))
+        for train, adv in zip(batch.train, batch.train_adv):
+            if self.first_order:
+                params = detach(self.inner_step(params, train, adv, create_graph=False), requires_grad=True)
+                continue
+            values = list(params.values())
+            sub = surrogate_loss(self.policy, params, train.head(episodes), adv[:, :episodes], self.estimator)
+            grads = torch.autograd.grad(sub.sum(), values, create_graph=True)
+            steps.append((params, grads))
+            if episodes is not None:
+                full = surrogate_loss(self.policy, params, train, adv, self.estimator)
+                grads = torch.autograd.grad(full.sum(), values)
             params = detach(sgd_step(params, grads, self.inner_lr), requires_grad=True)
         return steps, params
 
@@ -159,19 +176,23 @@ class MAMLRL(nn.Module):
         steps, adapted = self._linearise(batch)
         keys = list(adapted)
         loss = self._surrogate(adapted, batch, old_logp)
-        loss_grads = dict(zip(keys, torch.autograd.grad(loss, list(adapted.values()), retain_graph=True)))
-        kl = _masked_task_mean(kl_divergence(old, self.policy.distribution(adapted, batch.valid.observations)),
-                               batch.valid.mask)
+        loss_grads = dict(zip(keys, torch.autograd.grad(loss, list(adapted.values()))))
+        grads = {k: g.sum(0) for k, g in self._jacobian_product(steps, loss_grads, transpose=True).items()}
+        episodes = batch.valid.mask.shape[1]
+        n = max(1, round(self.fisher_fraction * episodes))
+        if n < episodes:  # TRPO's subsampled Fisher (Schulman et al. 2015, App. C); the gradient stays exact
+            steps, adapted = self._linearise(batch, n)
+        valid = batch.valid.head(n)
+        kl = _masked_task_mean(kl_divergence(_head(old, n), self.policy.distribution(adapted, valid.observations)),
+                               valid.mask)
         kl_grads = torch.autograd.grad(kl, list(adapted.values()), create_graph=True)
-
-        def meta_grad(v: Params) -> Params:  # Jᵀ v summed over tasks: a gradient with respect to θ
-            return {k: g.sum(0) for k, g in self._jacobian_product(steps, v, transpose=True).items()}
 
         def fisher_vector_product(v: Params) -> Params:
             jv = self._jacobian_product(steps, expand_tasks(v, batch.tasks.shape[0]), transpose=False)
             mjv = torch.autograd.grad(kl_grads, list(adapted.values()), grad_outputs=list(jv.values()),
                                       retain_graph=True)
-            return meta_grad(dict(zip(keys, mjv)))
+            jtmjv = self._jacobian_product(steps, dict(zip(keys, mjv)), transpose=True)
+            return {k: g.sum(0) for k, g in jtmjv.items()}
 
         def evaluate() -> tuple[float, float]:
             with torch.enable_grad():
@@ -181,7 +202,7 @@ class MAMLRL(nn.Module):
                 return (self._surrogate(params, batch, old_logp).item(),
                         _masked_task_mean(kl_divergence(old, new), batch.valid.mask).item())
 
-        return loss.item(), meta_grad(loss_grads), fisher_vector_product, evaluate
+        return loss.item(), grads, fisher_vector_product, evaluate
 
     def _ppo(self, batch: MetaBatch, old_logp: Tensor) -> dict:
         """``ppo_epochs`` Adam steps on the clipped surrogate (Schulman et al. 2017, Eq. 7) of the

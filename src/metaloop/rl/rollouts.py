@@ -33,6 +33,12 @@ class Episodes:
         """Undiscounted return of every episode: ``(tasks, E)``."""
         return (self.rewards * self.mask).sum(-1)
 
+    def head(self, n: int | None) -> "Episodes":
+        """The first ``n`` episodes of every task (all of them for ``None``)."""
+        if n is None:
+            return self
+        return Episodes(self.observations[:, :n], self.actions[:, :n], self.rewards[:, :n], self.mask[:, :n])
+
     @property
     def steps(self) -> int:
         return int(self.mask.sum())
