@@ -30,6 +30,10 @@ def test_run_writes_metrics_checkpoints_and_baselines(tmp_path):
     assert set(result["baselines"]) == {"pretrained", "scratch", "oracle"}
     assert set(result["baselines"]["oracle"]["return_after_steps"]) == {"0"}
     assert "oracle" in format_table(result) and (run_dir / "eval.json").is_file()
+    from metaloop.plots import plot_run
+
+    names = {p.name for p in plot_run(run_dir)}
+    assert names == {"return_vs_steps.png", "meta_returns.png", "paths.png"}
 
 
 def test_interrupted_and_resumed_run_ends_with_the_same_policy(tmp_path, monkeypatch):

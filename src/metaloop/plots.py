@@ -12,11 +12,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from metaloop import build  # noqa: E402
+from metaloop.config import RL_TASKS  # noqa: E402
 from metaloop.evaluation import EVAL_JSON, error_key, evaluate, learners_of, load_run  # noqa: E402
 from metaloop.functional import detach, expand_tasks  # noqa: E402
 from metaloop.logging import METRICS, read_metrics  # noqa: E402
 
-COLORS = {"pretrained": "tab:orange", "scratch": "tab:gray"}
+COLORS = {"pretrained": "tab:orange", "scratch": "tab:gray", "oracle": "tab:green"}
 ALGO_COLOR = "tab:blue"
 
 
@@ -27,6 +28,10 @@ def plot_run(run_dir: Path) -> list[Path]:
     out.mkdir(exist_ok=True)
     result = json.loads((run_dir / EVAL_JSON).read_text()) if (run_dir / EVAL_JSON).is_file() else evaluate(run_dir)
     files = [plot_metric_vs_steps(result, out / f"{result.get('metric', 'mse')}_vs_steps.png")]
+    if cfg.task.name in RL_TASKS:
+        from metaloop.plots_rl import plot_rl_run
+
+        return files + plot_rl_run(cfg, state, run_dir, out)
     if cfg.task.name == "sinusoid":
         files.insert(0, plot_fits(cfg, learners_of(cfg, state), out / "fits.png"))
     rows = read_metrics(run_dir / METRICS)
@@ -73,10 +78,11 @@ def plot_fits(cfg, learners: dict, path: Path, steps=(0, 1, 10)) -> Path:
 
 
 def plot_metric_vs_steps(result: dict, path: Path) -> Path:
-    """Query MSE (log scale) or accuracy against adaptation steps, with 95% confidence bands."""
+    """Query MSE (log scale), accuracy or RL return against adaptation steps, with 95% confidence
+    bands; a learner evaluated without adapting (the RL oracle) is a dashed line."""
     metric = result.get("metric", "mse")
     means, errors = f"{metric}_after_steps", error_key(metric)
-    z = 1.96 if metric == "mse" else 1.0  # accuracy_ci95 is already a 95% half-width
+    z = 1.0 if metric == "accuracy" else 1.96  # accuracy_ci95 is already a 95% half-width
     fig, ax = plt.subplots(figsize=(6, 4))
     curves = {result["algorithm"]: result, **result["baselines"]}
     # A curve that blows up (Meta-SGD past the step count it was trained for) must not
@@ -87,6 +93,9 @@ def plot_metric_vs_steps(result: dict, path: Path) -> Path:
         mean = torch.tensor([r[means][str(s)] for s in steps])
         err = torch.tensor([r[errors][str(s)] for s in steps])
         color = COLORS.get(name, ALGO_COLOR)
+        if len(r[means]) == 1:
+            ax.axhline(r[means]["0"], color=color, ls="--", label=f"{name} (no adaptation)")
+            continue
         off_scale = [s for s, m in r[means].items() if m is None or m > top]
         label = f"{name} (off scale from step {min(map(int, off_scale))})" if off_scale else name
         ax.plot(steps, mean, marker="o", ms=3, color=color, label=label)
@@ -94,8 +103,9 @@ def plot_metric_vs_steps(result: dict, path: Path) -> Path:
     if metric == "mse":
         ax.set_yscale("log")
         ax.set_ylim(top=top)
-    ax.set_xlabel("gradient steps on the K support examples")
-    ax.set_ylabel("query MSE (95% CI)" if metric == "mse" else "query accuracy % (95% CI)")
+    ax.set_xlabel("policy-gradient steps" if metric == "return" else "gradient steps on the K support examples")
+    ax.set_ylabel({"mse": "query MSE (95% CI)", "accuracy": "query accuracy % (95% CI)",
+                   "return": "mean return (95% CI)"}[metric])
     ax.set_title(f"{result['preset']}: {result['tasks']} unseen tasks")
     ax.grid(alpha=0.3, which="both")
     ax.legend()
