@@ -47,6 +47,7 @@ def plot_meta_returns(rows: list[dict], preset: str, path: Path) -> Path:
 def plot_nav_paths(cfg, state: dict, path: Path, goals: int = 3, episodes: int = 5) -> Path:
     """Sampled paths of the meta-learned policy before and after one step, for a few test goals."""
     learner = learners_of(cfg, state)[cfg.algo.name]
+    episodes = min(episodes, cfg.rl.episodes)
     generator = torch.Generator().manual_seed(cfg.eval.seed + 2)
     tasks = learner.env.sample_tasks(goals, generator)
     params = detach(expand_tasks(named_params(learner.policy), goals), requires_grad=True)
