@@ -105,6 +105,8 @@ class EvalConfig:
     max_steps: int = 10
     seed: int = 2024  # evaluation tasks come from their own stream, never the training stream
     plot_tasks: int = 3
+    episodes: int = 0  # RL: episodes per task and adaptation step at test time; 0 = rl.episodes
+    later_lr_scale: float = 1.0  # RL: step size of test-time steps 2, 3, .. relative to the first one
 
 
 @dataclass
@@ -207,6 +209,8 @@ class Config:
             (0 < self.rl.gamma <= 1 and 0 <= self.rl.gae_lambda <= 1, "rl.gamma must be in (0, 1] and rl.gae_lambda in [0, 1]"),
             (self.rl.max_kl > 0 and 0 < self.rl.ls_ratio < 1, "rl.max_kl must be > 0 and rl.ls_ratio in (0, 1)"),
             (0 < self.rl.fisher_fraction <= 1, "rl.fisher_fraction must be in (0, 1]"),
+            (self.eval.episodes >= 0 and self.eval.later_lr_scale > 0,
+             "eval.episodes must be >= 0 and eval.later_lr_scale > 0"),
             (self.task.name not in RL_TASKS or self.algo.name in ("maml", "fomaml"),
              "RL task families run with algo.name maml or fomaml"),
         ]

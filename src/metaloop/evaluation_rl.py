@@ -8,8 +8,14 @@
 - oracle: a policy that sees the task parameter; it does not adapt (reported at 0 steps).
 
 Every learner meets the same test tasks (from ``eval.seed``, never the training stream); each
-step samples ``rl.episodes`` fresh episodes per task from the current adapted policy. Error bars
-are standard errors over tasks.
+step samples ``eval.episodes`` fresh episodes per task from the current adapted policy; steps after
+the first use the step size × ``eval.later_lr_scale``. Error bars are standard errors over tasks.
+
+Why the last two settings: the paper's test script (cbfinn/maml_rl ``test_maml_point.py``) adapts
+with 40 episodes per step ("batch_size=4000  # 2x") and gives its optimizer a learning rate of half
+the first step's. Measured here (maml-nav2d after 50 meta-steps, 40 test goals): with full-size
+later steps the second step makes things worse (−11.9 → −12.4 → −14.0 with 20 episodes), as
+pytorch-maml-rl reports; with half-size later steps and 40 episodes, −9.5 → −4.5 → −4.3.
 """
 
 from __future__ import annotations
@@ -54,10 +60,12 @@ def evaluate_rl(cfg: Config, state: dict) -> dict:
     for name, learner in learners_of(cfg, state).items():
         steps = 0 if name == "oracle" or cfg.rl.oracle else cfg.eval.max_steps
         generator = torch.Generator().manual_seed(cfg.eval.seed + 1)
-        curve = learner.adaptation_returns(tasks, steps, generator).double()
+        curve = learner.adaptation_returns(tasks, steps, generator, cfg.eval.episodes or cfg.rl.episodes,
+                                           cfg.eval.later_lr_scale).double()
         mean, err = curve.mean(1), curve.std(1) / math.sqrt(curve.shape[1])
         curves[name] = {"return_after_steps": {str(s): m for s, m in enumerate(mean.tolist())},
                         "return_stderr": {str(s): e for s, e in enumerate(err.tolist())}}
     return {"preset": cfg.preset, "algorithm": cfg.algo.name, "metric": "return", "meta_steps": state["step"],
-            "tasks": cfg.eval.tasks, "support": cfg.rl.episodes, "query": cfg.rl.episodes,
+            "tasks": cfg.eval.tasks, "support": cfg.eval.episodes or cfg.rl.episodes,
+            "query": cfg.eval.episodes or cfg.rl.episodes, "later_lr_scale": cfg.eval.later_lr_scale,
             **curves.pop(cfg.algo.name), "baselines": curves}

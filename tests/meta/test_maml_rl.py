@@ -98,3 +98,7 @@ def test_adaptation_returns_shape_and_determinism():
     a = learner.adaptation_returns(tasks, 2, torch.Generator().manual_seed(5))
     b = learner.adaptation_returns(tasks, 2, torch.Generator().manual_seed(5))
     assert a.shape == (3, 4) and torch.equal(a, b)
+    half = learner.adaptation_returns(tasks, 2, torch.Generator().manual_seed(5), later_lr_scale=0.5)
+    assert torch.equal(half[:2], a[:2]) and not torch.equal(half[2], a[2])  # only steps after the first change
+    more = learner.adaptation_returns(tasks, 0, torch.Generator().manual_seed(5), episodes=6)
+    assert more.shape == (1, 4)

@@ -215,15 +215,20 @@ class MAMLRL(nn.Module):
         return {"loss_after": loss.item()}
 
     # ---- evaluation -------------------------------------------------------------------------
-    def adaptation_returns(self, tasks: Tensor, max_steps: int, generator: torch.Generator) -> Tensor:
-        """Mean return per task after 0..max_steps policy-gradient steps, each step on fresh episodes
-        of the current adapted policy (the paper's protocol): ``(max_steps + 1, tasks)``."""
+    def adaptation_returns(self, tasks: Tensor, max_steps: int, generator: torch.Generator,
+                           episodes: int | None = None, later_lr_scale: float = 1.0) -> Tensor:
+        """Mean return per task after 0..max_steps policy-gradient steps, each step on ``episodes``
+        fresh episodes (default: the training number) of the current adapted policy, the first step
+        of size α and later ones of size α·``later_lr_scale``: ``(max_steps + 1, tasks)``."""
         params = detach(expand_tasks(named_params(self.policy), tasks.shape[0]), requires_grad=True)
         curve = []
         for step in range(max_steps + 1):
-            episodes = sample_episodes(self.env, self.policy, params, tasks, self.episodes, generator)
-            curve.append(episodes.returns.mean(1))
+            batch = sample_episodes(self.env, self.policy, params, tasks, episodes or self.episodes, generator)
+            curve.append(batch.returns.mean(1))
             if step < max_steps:
-                params = detach(self.inner_step(params, episodes, self._advantages(episodes), create_graph=False),
-                                requires_grad=True)
+                lr = self.inner_lr * (later_lr_scale if step > 0 else 1.0)
+                adv = self._advantages(batch)
+                grads = torch.autograd.grad(surrogate_loss(self.policy, params, batch, adv, self.estimator).sum(),
+                                            list(params.values()))
+                params = detach(sgd_step(params, grads, lr), requires_grad=True)
         return torch.stack(curve)

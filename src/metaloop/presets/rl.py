@@ -4,14 +4,17 @@ Common: one vanilla policy-gradient inner step, 20 episodes per task for the inn
 the outer objective, TRPO outer loop (max KL 0.01, 10 CG steps, damping 1e-5, 15 backtracking
 steps × 0.8), γ = 0.99, GAE λ = 1 on the per-task linear feature baseline, Gaussian ReLU MLP
 policy with learned state-independent std (init 1). Evaluation on 40 unseen test tasks after
-0..3 steps; the pretrained and oracle baselines train by TRPO for as many iterations as MAML.
+0..3 steps with 40 episodes per step and half-size steps after the first (the paper's test script,
+see :mod:`metaloop.evaluation_rl`); the pretrained and oracle baselines train by TRPO for as many
+iterations as MAML.
 
 - 2D navigation: 2 × 100 policy, meta-batch 20, horizon 100. Inner step size 0.1 (paper,
   App. A.2; the released point-mass script uses 0.5 with meta-batch 40 and 100 iterations).
 - Locomotion: 2 × 64 policy (anchors), meta-batch 40, horizon 200, inner step size 0.1.
 """
 
-_COMMON = {"algo.inner_steps": 1, "rl.episodes": 20, "eval.tasks": 40, "eval.max_steps": 3,
+_COMMON = {"algo.inner_steps": 1, "rl.episodes": 20, "eval.tasks": 40, "eval.max_steps": 3, "eval.episodes": 40,
+           "eval.later_lr_scale": 0.5,
            "train.log_every": 1, "train.checkpoint_every": 10, "baseline.scratch": True}
 
 _NAV = {**_COMMON, "task.name": "nav2d", "model.hidden": (100, 100), "algo.inner_lr": 0.1,

@@ -1,0 +1,113 @@
+"""MAML-RL on 2D navigation: sampling speed and wall time per meta-batch.
+
+1. Sampling: env steps per second for a whole meta-batch (20 tasks × 20 episodes × 100 steps, the
+   paper's 2D-nav batch) with the batched sampler (one policy call per time step for all tasks and
+   episodes) against the sequential per-task sampler (one Gymnasium env, one episode and one policy
+   call at a time, as a per-task loop does). Same policy, same process, round-robin.
+2. Meta-step: seconds per MAML-TRPO meta-batch (sample, adapt, sample again, TRPO with 10 CG
+   steps and line search), with the exact Fisher (``rl.fisher_fraction=1``, factored Jᵀ M J) and
+   with 20% of the episodes in Fisher-vector products; plus the cost of one Fisher-vector product
+   done pytorch-maml-rl's way (Hessian of the KL by differentiating through the adaptation) next to
+   ours, on the same batch.
+
+    python benchmarks/maml_rl_speed.py            # ~3 minutes on an idle core
+    python benchmarks/maml_rl_speed.py --quick    # 1 round
+
+Peer figure (not re-run here: pytorch-maml-rl is not on PyPI and this machine cannot fetch it):
+tristandeleu/pytorch-maml-rl, 2D-nav config (20 tasks × 20 episodes, 2 sampler workers), measured
+on this machine by the issue's author at ~6.0 s per meta-batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from torch.distributions import kl_divergence
+
+from metaloop.envs import Navigation2D, Navigation2DEnv
+from metaloop.functional import detach, expand_tasks, named_params
+from metaloop.meta.maml_rl import MAMLRL, _masked_task_mean
+from metaloop.nn.policies import policy_for
+from metaloop.rl.rollouts import sample_episodes, sample_sequential
+
+TASKS, EPISODES = 20, 20
+
+
+def timed(fn, rounds):
+    times = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def sampling(rounds: int) -> None:
+    env = Navigation2D()
+    policy = policy_for(env, (100, 100))
+    g = torch.Generator().manual_seed(0)
+    tasks = env.sample_tasks(TASKS, g)
+    params = detach(expand_tasks(named_params(policy), TASKS))
+    seq_tasks = 2  # the sequential sampler is slow: time 2 tasks, report per step
+    steps_batched = TASKS * EPISODES * env.horizon
+    steps_seq = seq_tasks * EPISODES * env.horizon
+    t_b, t_s = [], []
+    for _ in range(rounds):
+        t_b.append(timed(lambda: sample_episodes(env, policy, params, tasks, EPISODES, g), 1))
+        t_s.append(timed(lambda: sample_sequential(Navigation2DEnv, policy, {k: v[:seq_tasks] for k, v in params.items()},
+                                                   tasks[:seq_tasks], EPISODES, g), 1))
+    b, s = steps_batched / statistics.median(t_b), steps_seq / statistics.median(t_s)
+    print(f"sampling, {TASKS} tasks x {EPISODES} episodes x 100 steps (random-init policy, episodes run to 100):")
+    print(f"  batched     {b:>10,.0f} env steps/s   ({statistics.median(t_b) * 1e3:.0f} ms per meta-batch)")
+    print(f"  sequential  {s:>10,.0f} env steps/s   ({steps_batched / s:.1f} s per meta-batch)")
+    print(f"  ratio       {b / s:>10.1f}x")
+
+
+def meta_step(rounds: int) -> None:
+    env = Navigation2D()
+    print("\nMAML-TRPO meta-step (2 x 100 ReLU policy, 1 inner step, 10 CG steps):")
+    for fraction in (1.0, 0.2):
+        torch.manual_seed(0)
+        learner = MAMLRL(policy_for(env, (100, 100)), env, inner_lr=0.1, fisher_fraction=fraction)
+        g = torch.Generator().manual_seed(0)
+        learner.meta_step(env.sample_tasks(TASKS, g), g)  # warm-up
+        t = timed(lambda: learner.meta_step(env.sample_tasks(TASKS, g), g), rounds)
+        print(f"  fisher_fraction {fraction:.1f}   {t:6.2f} s per meta-batch")
+
+    torch.manual_seed(0)
+    learner = MAMLRL(policy_for(env, (100, 100)), env, inner_lr=0.1)
+    g = torch.Generator().manual_seed(0)
+    batch = learner.sample(env.sample_tasks(TASKS, g), g)
+    with torch.no_grad():
+        old = learner.policy.distribution(batch.adapted, batch.valid.observations)
+        old_logp = old.log_prob(batch.valid.actions)
+    params = dict(learner.policy.named_parameters())
+    v = {k: torch.randn_like(p) for k, p in params.items()}
+    _, _, fvp, _ = learner.trust_region_problem(batch, old, old_logp)
+    kl = _masked_task_mean(kl_divergence(old, learner.policy.distribution(
+        learner.adapted_params(batch, create_graph=True), batch.valid.observations)), batch.valid.mask)
+    kl_grads = torch.autograd.grad(kl, list(params.values()), create_graph=True)
+    ours = timed(lambda: fvp(v), rounds + 2)
+    theirs = timed(lambda: torch.autograd.grad(kl_grads, list(params.values()), list(v.values()),
+                                               retain_graph=True), rounds + 2)
+    print(f"  one Fisher-vector product: factored J^T M J {ours * 1e3:.0f} ms, "
+          f"KL Hessian through the adaptation {theirs * 1e3:.0f} ms ({theirs / ours:.1f}x)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    rounds = 1 if args.quick else 3
+    print(f"torch {torch.__version__}, {args.threads} thread(s)")
+    sampling(rounds)
+    meta_step(rounds)
+
+
+if __name__ == "__main__":
+    main()
