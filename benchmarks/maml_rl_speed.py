@@ -54,11 +54,12 @@ def sampling(rounds: int) -> None:
     seq_tasks = 2  # the sequential sampler is slow: time 2 tasks, report per step
     steps_batched = TASKS * EPISODES * env.horizon
     steps_seq = seq_tasks * EPISODES * env.horizon
+    seq_params = {k: v[:seq_tasks] for k, v in params.items()}
     t_b, t_s = [], []
     for _ in range(rounds):
         t_b.append(timed(lambda: sample_episodes(env, policy, params, tasks, EPISODES, g), 1))
-        t_s.append(timed(lambda: sample_sequential(Navigation2DEnv, policy, {k: v[:seq_tasks] for k, v in params.items()},
-                                                   tasks[:seq_tasks], EPISODES, g), 1))
+        t_s.append(timed(lambda: sample_sequential(Navigation2DEnv, policy, seq_params, tasks[:seq_tasks], EPISODES, g),
+                         1))
     b, s = steps_batched / statistics.median(t_b), steps_seq / statistics.median(t_s)
     print(f"sampling, {TASKS} tasks x {EPISODES} episodes x 100 steps (random-init policy, episodes run to 100):")
     print(f"  batched     {b:>10,.0f} env steps/s   ({statistics.median(t_b) * 1e3:.0f} ms per meta-batch)")
