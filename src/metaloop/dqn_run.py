@@ -30,9 +30,10 @@ from metaloop import checkpoint
 from metaloop.config import Config
 from metaloop.envs.gym_envs import make_vec_env
 from metaloop.errors import DivergedError, UserError
-from metaloop.learners.dqn import dqn_loss, linear_epsilon, make_optimizer, q_regression_loss, td_target
+from metaloop.learners.dqn import (dqn_loss, linear_epsilon, make_optimizer, mlp_q_regression_grads,
+                                   q_regression_loss, td_target)
 from metaloop.logging import METRICS, MetricsLogger, Progress, read_metrics
-from metaloop.nn.qnets import QNetwork, numpy_q_function, q_network
+from metaloop.nn.qnets import QNetwork, mlp_layers, numpy_q_function, q_network
 from metaloop.rl.replay import ReplayMemory, Transitions
 
 CONFIG = "config.yaml"
@@ -99,7 +100,11 @@ def greedy_actions(q, obs: np.ndarray, epsilon: float, num_actions: int, rng: np
 
 
 class DQNAgent:
-    """θ, θ⁻ and the optimizer; :meth:`update` is one step of ``dqn_loss`` on one batch."""
+    """θ, θ⁻ and the optimizer; :meth:`update` is one step of ``dqn_loss`` on one batch.
+
+    For a plain MLP the gradient comes from :func:`mlp_q_regression_grads` (the same numbers,
+    without autograd's overhead); any other net goes through autograd on ``dqn_loss``.
+    """
 
     def __init__(self, cfg: Config, net: QNetwork):
         d = cfg.dqn
@@ -107,6 +112,8 @@ class DQNAgent:
         self.params = dict(net.named_parameters())
         self.target = {k: v.detach().clone() for k, v in self.params.items()}
         self.optimizer = make_optimizer(d.optimizer, list(self.params.values()), d.lr, d.optim_alpha, d.optim_eps)
+        linear = mlp_layers(net)
+        self.layers = None if linear is None else [(m.weight, m.bias) for m in linear]
 
     def sync_target(self) -> None:
         with torch.no_grad():
@@ -128,13 +135,20 @@ class DQNAgent:
     def update(self, batch: Transitions, y_t=None) -> float:
         """One optimizer step on ``dqn_loss`` (or on given targets ``y_t``); returns the loss."""
         d = self.cfg.dqn
-        if y_t is None:
-            loss = dqn_loss(self.net, self.params, batch, self.target, d.gamma, double=d.double,
-                            clip_rewards=d.clip_rewards, huber_delta=d.huber_delta)
+        if self.layers is not None:
+            if y_t is None:
+                y_t = td_target(self.net, self.params, self.target, batch, d.gamma, d.double, d.clip_rewards)
+            loss, grads = mlp_q_regression_grads(self.layers, batch.o_tm1, batch.a_tm1, y_t, d.huber_delta)
+            for (w, b), dw, db in zip(self.layers, grads[::2], grads[1::2]):
+                w.grad, b.grad = dw, db
         else:
-            loss = q_regression_loss(self.net, self.params, batch.o_tm1, batch.a_tm1, y_t, d.huber_delta)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+            if y_t is None:
+                loss = dqn_loss(self.net, self.params, batch, self.target, d.gamma, double=d.double,
+                                clip_rewards=d.clip_rewards, huber_delta=d.huber_delta)
+            else:
+                loss = q_regression_loss(self.net, self.params, batch.o_tm1, batch.a_tm1, y_t, d.huber_delta)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
         if d.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.params.values(), d.max_grad_norm)
         self.optimizer.step()

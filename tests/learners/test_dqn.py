@@ -112,3 +112,21 @@ def test_linear_epsilon():
     assert linear_epsilon(0, 1.0, 0.1, 100) == 1.0
     assert math.isclose(linear_epsilon(50, 1.0, 0.1, 100), 0.55)
     assert linear_epsilon(1000, 1.0, 0.1, 100) == 0.1
+
+
+def test_hand_written_mlp_gradient_equals_autograd():
+    from metaloop.learners.dqn import mlp_q_regression_grads
+    from metaloop.nn.qnets import mlp, mlp_layers
+
+    torch.manual_seed(0)
+    net = mlp(4, 3, (16, 8, 8)).double()
+    p = dict(net.named_parameters())
+    o, a, y = torch.randn(10, 4, dtype=torch.float64), torch.randint(0, 3, (10,)), 3 * torch.randn(10, dtype=torch.float64)
+    loss = q_regression_loss(net, p, o, a, y, huber_delta=1.0)
+    expected = torch.autograd.grad(loss, list(p.values()))
+    layers = [(m.weight, m.bias) for m in mlp_layers(net)]
+    got_loss, got = mlp_q_regression_grads(layers, o, a, y, huber_delta=1.0)
+    assert got_loss.item() == pytest.approx(loss.item())
+    for e, g in zip(expected, got):
+        assert torch.allclose(e, g, atol=1e-12)
+    assert mlp_layers(mlp(4, 3, (8,), dueling=True)) is None

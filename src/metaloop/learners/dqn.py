@@ -154,3 +154,33 @@ def make_optimizer(name: str, parameters, lr: float, alpha: float = 0.95, eps: f
     if name == "adam":
         return torch.optim.Adam(parameters, lr=lr, eps=eps, fused=True)  # fused: ~30% faster on small nets
     raise ValueError(f"unknown optimizer {name!r}; choose one of {OPTIMIZERS}")
+
+
+def mlp_q_regression_grads(layers: list[tuple[Tensor, Tensor]], o_tm1: Tensor, a_tm1: Tensor, y_t: Tensor,
+                           huber_delta: float = 1.0) -> tuple[Tensor, list[Tensor]]:
+    """:func:`q_regression_loss` and its gradient for a ReLU MLP, by hand (no autograd graph).
+
+    layers: ``[(W_1, b_1), ..., (W_L, b_L)]`` with ``W_i: (out, in)``; ReLU between layers.
+    With ``z_i = h_{i−1} W_iᵀ + b_i``, ``h_i = relu(z_i)``, ``q = z_L`` and
+    ``∂L/∂q[b, a_b] = −clip(y_b − q[b, a_b], −δ, δ) / B``, backpropagation is
+    ``∂W_i = ∂z_iᵀ h_{i−1}``, ``∂b_i = Σ_b ∂z_i``, ``∂z_{i−1} = (∂z_i W_i) ⊙ [z_{i−1} > 0]``.
+    The same numbers as autograd on :func:`q_regression_loss` (tested), at about half the
+    cost on small nets, where autograd's bookkeeping outweighs the matmuls.
+    Returns the loss and ``[∂W_1, ∂b_1, ..., ∂W_L, ∂b_L]``.
+    """
+    with torch.no_grad():
+        h = [o_tm1 if o_tm1.is_floating_point() else o_tm1.float()]
+        for i, (w, b) in enumerate(layers):
+            z = torch.addmm(b, h[-1], w.t())
+            h.append(z.clamp_min(0) if i < len(layers) - 1 else z)
+        q = h.pop()
+        index = a_tm1.unsqueeze(-1)
+        td = y_t - q.gather(-1, index).squeeze(-1)
+        loss = huber(td, huber_delta).mean()
+        dz = torch.zeros_like(q).scatter_(-1, index, td.clamp(-huber_delta, huber_delta).neg_().div_(len(td)).unsqueeze(-1))
+        grads = []
+        for i in range(len(layers) - 1, -1, -1):
+            grads += [dz.sum(0), dz.t().mm(h[i])]
+            if i > 0:
+                dz = dz.mm(layers[i][0]).mul_(h[i] > 0)
+        return loss, grads[::-1]

@@ -44,7 +44,7 @@ class QNetwork(nn.Module):
         self.scale, self.channels_last = scale, channels_last
 
     def forward(self, obs: Tensor) -> Tensor:
-        x = obs.float()
+        x = obs if obs.is_floating_point() else obs.float()
         if self.scale != 1.0:
             x = x * self.scale
         if self.channels_last:
@@ -129,3 +129,12 @@ def numpy_q_function(net: QNetwork):
         return a if len(parts) == 2 else run(parts[2], h) + a - a.mean(-1, keepdims=True)
 
     return q
+
+
+def mlp_layers(net: QNetwork) -> list[nn.Linear] | None:
+    """The linear layers of a plain (non-dueling) MLP Q-network, input to output; None for other nets."""
+    modules = [*net.torso, *net.head.advantage]
+    if net.head.dueling or net.scale != 1.0 or net.channels_last or \
+            not all(isinstance(m, (nn.Linear, nn.ReLU)) for m in modules):
+        return None
+    return [m for m in modules if isinstance(m, nn.Linear)]

@@ -1,0 +1,120 @@
+"""DQN training throughput: metaloop vs Stable-Baselines3, same settings, side by side in one process.
+
+    python benchmarks/dqn_speed.py cartpole --steps 20000 --repeats 3
+    python benchmarks/dqn_speed.py spaceinvaders --steps 4000 --repeats 2
+
+cartpole: the dqn-cartpole preset (RL-Zoo's values) against SB3's DQN with the same values
+(``MlpPolicy`` 256-256, Adam 2.3e-3, batch 64, train every 256 steps × 128 gradient steps, ...).
+spaceinvaders: the dqn-spaceinvaders preset (Nature) against SB3's DQN on its Atari wrappers
+(``make_atari_env`` + ``VecFrameStack(4)``) with the same values, except a 100k replay and 1000
+random steps first, so that a short run is mostly training. Both use one torch thread and one
+environment; runs alternate (metaloop, SB3, metaloop, ...) so both see the same machine load.
+
+Reported: agent steps per second over the whole run, and over the training part alone (after
+``learning_starts``; what the issue's targets compare). Needs ``pip install -c constraints.txt
+'.[bench]'`` for SB3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from metaloop import dqn_run
+from metaloop.config import apply_overrides
+from metaloop.logging import METRICS, read_metrics
+from metaloop.presets import get_preset
+
+LEARNING_STARTS = {"cartpole": 1000, "spaceinvaders": 1000}
+
+
+def metaloop_run(task: str, steps: int, seed: int) -> tuple[float, float]:
+    preset = {"cartpole": "dqn-cartpole", "spaceinvaders": "dqn-spaceinvaders"}[task]
+    overrides = [f"dqn.total_steps={steps}", "dqn.eval_every=0", f"dqn.checkpoint_every={steps}",
+                 "dqn.log_every=500", f"seed={seed}", f"dqn.learning_starts={LEARNING_STARTS[task]}",
+                 "dqn.checkpoint_replay=false"]
+    if task == "spaceinvaders":
+        overrides += ["dqn.buffer_size=100000"]
+    cfg = apply_overrides(get_preset(preset), overrides)
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        dqn_run.start(cfg, Path(tmp) / "run", progress=False)
+        total = time.perf_counter() - start
+        rows = [r for r in read_metrics(Path(tmp) / "run" / METRICS) if "steps_per_s" in r]
+    learning = [r for r in rows if r["step"] > LEARNING_STARTS[task]]
+    seconds = sum(500 / r["steps_per_s"] for r in learning)  # log windows of 500 steps
+    return steps / total, 500 * len(learning) / seconds
+
+
+def sb3_run(task: str, steps: int, seed: int) -> tuple[float, float]:
+    from stable_baselines3 import DQN
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class Clock(BaseCallback):
+        def _on_step(self) -> bool:
+            if self.num_timesteps == LEARNING_STARTS[task]:
+                self.t_learn = time.perf_counter()
+            return True
+
+    if task == "cartpole":
+        model = DQN("MlpPolicy", "CartPole-v1", learning_rate=2.3e-3, batch_size=64, buffer_size=100_000,
+                    learning_starts=LEARNING_STARTS[task], gamma=0.99, target_update_interval=10, train_freq=256,
+                    gradient_steps=128, exploration_fraction=0.16, exploration_final_eps=0.04,
+                    policy_kwargs={"net_arch": [256, 256]}, seed=seed, device="cpu", verbose=0)
+    else:
+        import ale_py
+        import gymnasium as gym
+        from stable_baselines3.common.env_util import make_atari_env
+        from stable_baselines3.common.vec_env import VecFrameStack
+
+        gym.register_envs(ale_py)
+        env = VecFrameStack(make_atari_env("ALE/SpaceInvaders-v5", n_envs=1, seed=seed,
+                                           env_kwargs={"frameskip": 1, "repeat_action_probability": 0.0}), 4)
+        model = DQN("CnnPolicy", env, learning_rate=2.5e-4, batch_size=32, buffer_size=100_000,
+                    learning_starts=LEARNING_STARTS[task], gamma=0.99, target_update_interval=10_000, train_freq=4,
+                    gradient_steps=1, exploration_fraction=1_000_000 / 50_000_000, exploration_final_eps=0.1,
+                    policy_kwargs={"optimizer_class": torch.optim.RMSprop,
+                                   "optimizer_kwargs": {"alpha": 0.95, "eps": 0.01, "centered": True}},
+                    seed=seed, device="cpu", verbose=0)
+    clock = Clock()
+    start = time.perf_counter()
+    model.learn(steps, callback=clock)
+    end = time.perf_counter()
+    return steps / (end - start), (steps - LEARNING_STARTS[task]) / (end - clock.t_learn)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("task", choices=["cartpole", "spaceinvaders"])
+    p.add_argument("--steps", type=int, default=20_000)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--json", help="also write the numbers here")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    results = {"metaloop": [], "sb3": []}
+    for r in range(args.repeats):
+        for name, fn in (("metaloop", metaloop_run), ("sb3", sb3_run)):
+            total, learning = fn(args.task, args.steps, seed=r)
+            results[name].append({"total": total, "learning": learning})
+            print(f"{name:9s} repeat {r}: {total:7.0f} steps/s overall, {learning:7.0f} steps/s while learning",
+                  flush=True)
+    med = {n: {k: statistics.median(x[k] for x in v) for k in ("total", "learning")} for n, v in results.items()}
+    print(f"\n| {args.task}, {args.steps} steps, 1 thread | overall steps/s | learning steps/s |")
+    print("|---|---|---|")
+    for name in results:
+        print(f"| {name} | {med[name]['total']:.0f} | {med[name]['learning']:.0f} |")
+    print(f"| ratio metaloop / SB3 | {med['metaloop']['total'] / med['sb3']['total']:.2f}× "
+          f"| {med['metaloop']['learning'] / med['sb3']['learning']:.2f}× |")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"task": args.task, "steps": args.steps, "runs": results,
+                                               "median": med}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
