@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import torch  # noqa: E402
 
 from metaloop import build  # noqa: E402
@@ -103,6 +104,7 @@ def plot_metric_vs_steps(result: dict, path: Path) -> Path:
     if metric == "mse":
         ax.set_yscale("log")
         ax.set_ylim(top=top)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("policy-gradient steps" if metric == "return" else "gradient steps on the K support examples")
     ax.set_ylabel({"mse": "query MSE (95% CI)", "accuracy": "query accuracy % (95% CI)",
                    "return": "mean return (95% CI)"}[metric])
