@@ -94,3 +94,24 @@ def _central_differences(f, tensors, h: float = 1e-5) -> list[torch.Tensor]:
 def central_differences():
     """``central_differences(f, tensors)``: numerical gradient of the scalar ``f()`` w.r.t. ``tensors``."""
     return _central_differences
+
+
+def _random_unroll(seed: int, T: int = 5, B: int = 3, obs_dim: int = 3, terminate: float = 0.2):
+    """A float64 :class:`~metaloop.rl.unrolls.Unroll` with random terminations and one time-limit
+    truncation, at step 2 of the last environment (bootstrapping from a separate final observation)."""
+    from metaloop.rl.unrolls import Unroll
+
+    gen = torch.Generator().manual_seed(seed)
+    terminated = (torch.rand(T, B, generator=gen) < terminate).double()
+    truncated = torch.zeros(T, B, dtype=torch.float64)
+    truncated[2, B - 1], terminated[2, B - 1] = 1.0, 0.0
+    return Unroll(torch.randn(T + 1, B, obs_dim, generator=gen, dtype=torch.float64),
+                  torch.randint(0, 2, (T, B), generator=gen), torch.randn(T, B, generator=gen, dtype=torch.float64),
+                  terminated, truncated, torch.randn(1, obs_dim, generator=gen, dtype=torch.float64),
+                  torch.tensor([2 * B + B - 1]))
+
+
+@pytest.fixture
+def random_unroll():
+    """``random_unroll(seed, T=5, B=3, obs_dim=3)``: a small actor-critic batch (see :func:`_random_unroll`)."""
+    return _random_unroll

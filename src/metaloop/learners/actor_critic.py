@@ -1,0 +1,208 @@
+"""Actor-critic with λ-returns as pure, differentiable functions (A2C; Xu et al. 2018, Eq. 12).
+
+One agent update θ' = θ + f(τ, θ, η) on a batch τ of ``T`` steps from ``B`` environments, with
+η = (γ, λ) the return's meta-parameters:
+
+    G_t    λ-return of :func:`lambda_returns` with γ, λ (bootstrapping values are targets:
+           constant in θ, but functions of η where the networks are fed η)
+    L(θ)   = mean_{t,b} [ − sg(G_t − v_θ(S_t)) log π_θ(A_t|S_t)
+                          + c_v · ½ (G_t − v_θ(S_t))² − c_H · H(π_θ(·|S_t)) ]      (:func:`a2c_loss`)
+    θ'     = θ − α · precondition(∇θ L(θ))                                        (:func:`update`)
+
+:func:`update` is written over parameter dicts with ``torch.autograd.grad(create_graph=True)``
+and a functional optimizer step, so dθ'/dη is available by differentiating θ' (the meta-gradient
+of :mod:`metaloop.meta.mgrl`). The optimizer is differentiated through, state included: for
+RMSProp, ν' = ρ ν + (1 − ρ) g² and θ' = θ − α g / √(ν' + ε) are both functions of η through g
+(the old ν is a constant of the step). Shapes are time-major, as in rlax: ``(T, B)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from metaloop.functional import Params, detach, sgd_step
+from metaloop.learners.adam import AdamState, adam_step
+
+OPTIMIZERS = ("rmsprop", "sgd", "adam")
+
+
+def _check(name: str, t: Tensor, dim: int) -> None:
+    if t.dim() != dim:
+        raise ValueError(f"{name} must have {dim} dimension(s), got shape {tuple(t.shape)}")
+    if not t.is_floating_point():
+        raise ValueError(f"{name} must be floating point, got {t.dtype}")
+
+
+def lambda_returns(r_t: Tensor, discount_t: Tensor, v_t: Tensor, lambda_t: Tensor) -> Tensor:
+    """λ-returns with per-step discounts and λ (rlax ``lambda_returns``; Sutton & Barto 2018, §12.1):
+
+        Gₜ = rₜ₊₁ + γₜ₊₁ [(1 − λₜ₊₁) vₜ₊₁ + λₜ₊₁ Gₜ₊₁],   G_T = v_T at the end of the batch.
+
+    All inputs ``(T, B)``, aligned on the transition: ``r_t[i]``, ``discount_t[i]``, ``v_t[i]`` and
+    ``lambda_t[i]`` belong to step i's next state (reward received, its discount, its value). The
+    last step therefore bootstraps from ``v_t[-1]`` (the horizon of the batch). Episode ends are
+    per-step values: a termination sets ``discount_t = 0`` (no bootstrap); a truncation (time
+    limit) sets ``lambda_t = 0`` with ``v_t`` the value of the true final state, so the return
+    bootstraps there and does not run into the next episode (see :func:`episode_discounts`).
+    Special cases: λ = 1 gives n-step (Monte-Carlo to the horizon) returns, λ = 0 one-step TD
+    targets rₜ₊₁ + γ vₜ₊₁. The returns are differentiable in all four inputs.
+    """
+    for name, t in (("r_t", r_t), ("discount_t", discount_t), ("v_t", v_t), ("lambda_t", lambda_t)):
+        _check(name, t, 2)
+    g = v_t[-1]
+    out = []
+    for i in range(r_t.shape[0] - 1, -1, -1):
+        g = r_t[i] + discount_t[i] * ((1 - lambda_t[i]) * v_t[i] + lambda_t[i] * g)
+        out.append(g)
+    return torch.stack(out[::-1])
+
+
+def episode_discounts(gamma: Tensor, lambda_: Tensor, terminated_t: Tensor, truncated_t: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-step ``(discount_t, lambda_t)`` for :func:`lambda_returns`: γ(1 − terminated) and
+    λ(1 − truncated); ``gamma`` and ``lambda_`` are scalar tensors (meta-parameters keep their graph)."""
+    return gamma * (1 - terminated_t), lambda_ * (1 - truncated_t)
+
+
+def a2c_loss(logits_t: Tensor, v_t: Tensor, a_t: Tensor, g_t: Tensor, value_coef: float = 0.5,
+             entropy_coef: float = 0.01, baseline_t: Tensor | None = None) -> tuple[Tensor, dict]:
+    """The actor-critic loss L(θ) of the module docstring, averaged over ``(T, B)``.
+
+    ``logits_t (T, B, actions)`` and ``v_t (T, B)`` from the current θ; ``g_t`` the returns and
+    ``baseline_t`` the values in the advantage G − v (default ``v_t.detach()``): both constants
+    in θ, but where the networks are fed η they keep their dependence on η. Returns the loss
+    and detached statistics.
+    """
+    logp_all = torch.log_softmax(logits_t, -1)
+    logp_t = logp_all.gather(-1, a_t.unsqueeze(-1)).squeeze(-1)
+    entropy_t = -(logp_all.exp() * logp_all).sum(-1)
+    adv_t = g_t - (v_t.detach() if baseline_t is None else baseline_t)
+    policy = -(adv_t * logp_t).mean()
+    value = 0.5 * (g_t - v_t).square().mean()
+    entropy = entropy_t.mean()
+    loss = policy + value_coef * value - entropy_coef * entropy
+    return loss, {"policy_loss": policy.detach(), "value_loss": value.detach(), "entropy": entropy.detach()}
+
+
+@dataclass
+class RMSPropState:
+    nu: Params
+
+    @staticmethod
+    def zeros_like(params: Params) -> "RMSPropState":
+        return RMSPropState({k: torch.zeros_like(p) for k, p in params.items()})
+
+
+def rmsprop_step(params: Params, grads, state: RMSPropState, lr: float, decay: float = 0.99,
+                 eps: float = 1e-5) -> tuple[Params, RMSPropState]:
+    """ν' = ρν + (1 − ρ)g²,  θ' = θ − α g / √(ν' + ε)  (ε inside the root, as TensorFlow's and
+    IMPALA's RMSProp: the root stays differentiable where ν' = 0)."""
+    nu, new = {}, {}
+    for (k, p), g in zip(params.items(), grads):
+        nu[k] = torch.addcmul(state.nu[k] * decay, g, g, value=1 - decay)
+        new[k] = torch.addcdiv(p, g, (nu[k] + eps).sqrt(), value=-lr)
+    return new, RMSPropState(nu)
+
+
+def init_optimizer(name: str, params: Params):
+    """The optimizer state for :func:`optimizer_step` (``None`` for SGD)."""
+    if name == "rmsprop":
+        return RMSPropState.zeros_like(params)
+    if name == "adam":
+        return AdamState.zeros_like(params)
+    if name == "sgd":
+        return None
+    raise ValueError(f"unknown optimizer {name!r}; choose one of {OPTIMIZERS}")
+
+
+def optimizer_step(name: str, params: Params, grads, state, lr: float, decay: float = 0.99, eps: float = 1e-5):
+    """One functional step of ``name`` (rmsprop | sgd | adam): ``(new params, new state)``."""
+    if name == "rmsprop":
+        return rmsprop_step(params, grads, state, lr, decay, eps)
+    if name == "adam":
+        return adam_step(params, grads, state, lr, betas=(0.9, 0.999), eps=eps)
+    if name == "sgd":
+        return sgd_step(params, grads, lr), None
+    raise ValueError(f"unknown optimizer {name!r}; choose one of {OPTIMIZERS}")
+
+
+def clip_by_global_norm(grads, max_norm: float) -> list[Tensor]:
+    """g · min(1, max_norm / ‖g‖) over all tensors together (differentiable); 0 = no clipping."""
+    if max_norm <= 0:
+        return list(grads)
+    norm = torch.sqrt(sum(g.square().sum() for g in grads))
+    scale = (max_norm / (norm + 1e-6)).clamp(max=1.0)
+    return [g * scale for g in grads]
+
+
+# forward(params, batch, eta_in) -> (logits_t (T, B, A), v_t, v_const_t, v_boot_t (T, B)):
+# v_const_t is v_t and v_boot_t[i] the value of step i's next state, both with θ cut from the graph.
+Forward = Callable[..., tuple[Tensor, Tensor, Tensor, Tensor]]
+
+
+def returns_for(batch, v_boot_t: Tensor, gamma: Tensor, lambda_: Tensor) -> Tensor:
+    """G(τ, γ, λ) of a sampled batch (fields ``rewards``, ``terminated``, ``truncated``, ``(T, B)``)."""
+    discount_t, lambda_t = episode_discounts(gamma, lambda_, batch.terminated, batch.truncated)
+    return lambda_returns(batch.rewards, discount_t, v_boot_t, lambda_t)
+
+
+def update(forward: Forward, params: Params, batch, gamma: Tensor, lambda_: Tensor, eta_in: Tensor | None,
+           opt: str, opt_state, lr: float, decay: float = 0.99, eps: float = 1e-5, value_coef: float = 0.5,
+           entropy_coef: float = 0.01, max_grad_norm: float = 0.0, create_graph: bool = False):
+    """θ' = θ + f(τ, θ, η): one optimizer step on :func:`a2c_loss` with G(τ, γ, λ).
+
+    ``eta_in`` is what the networks are fed (``None``: nothing). With ``create_graph`` the step
+    stays differentiable in η (and θ); without it, θ' is detached. Returns
+    ``(θ', optimizer state', stats)``.
+    """
+    params = {k: v if v.requires_grad else v.detach().requires_grad_() for k, v in params.items()}
+    logits_t, v_t, v_const_t, v_boot_t = forward(params, batch, eta_in)
+    g_t = returns_for(batch, v_boot_t, gamma, lambda_)
+    loss, stats = a2c_loss(logits_t, v_t, batch.actions, g_t, value_coef, entropy_coef, v_const_t)
+    grads = torch.autograd.grad(loss, list(params.values()), create_graph=create_graph)
+    grads = clip_by_global_norm(grads, max_grad_norm)
+    new, new_state = optimizer_step(opt, params, grads, opt_state, lr, decay, eps)
+    if not create_graph:
+        new = detach(new)
+        new_state = detach_state(new_state)
+    stats["loss"] = loss.detach()
+    return new, new_state, stats
+
+
+def detach_state(state):
+    """The optimizer state cut from any graph (the next update's constant)."""
+    if isinstance(state, RMSPropState):
+        return RMSPropState(detach(state.nu))
+    if isinstance(state, AdamState):
+        return AdamState(detach(state.m), detach(state.v), state.t)
+    return state
+
+
+def unroll_forward(net, params: Params, batch, eta_in: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The ``forward`` of :func:`update` for a :class:`~metaloop.nn.actor_critic.ActorCriticNet` on a
+    :class:`~metaloop.rl.unrolls.Unroll`: one torso pass over the ``T + 1`` observation rows and the
+    truncated episodes' final observations.
+
+    The constants ``v_const_t`` (baseline) and ``v_boot_t`` (values of the next states, the
+    bootstrap targets) are values with θ cut: where the network is fed a differentiable η, only the
+    heads run again (on detached features and weights), so they keep their dependence on η through
+    the embedding.
+    """
+    T, B = batch.actions.shape
+    x = batch.observations.flatten(0, 1)
+    if batch.final_obs.shape[0]:
+        x = torch.cat([x, batch.final_obs.to(x.dtype)])
+    h = net.torso(params, x)
+    logits, v = net.heads(params, h, eta_in)
+    if eta_in is not None and eta_in.requires_grad and net.embed_dim:
+        v_target = net.heads(detach(params), h.detach(), eta_in)[1]
+    else:
+        v_target = v.detach()
+    n = T * B
+    v_next = v_target[B:n + B]
+    if batch.truncated_index.numel():
+        v_next = v_next.index_put((batch.truncated_index,), v_target[n + B:])
+    return logits[:n].view(T, B, -1), v[:n].view(T, B), v_target[:n].view(T, B), v_next.view(T, B)
