@@ -102,3 +102,14 @@ def test_adaptation_returns_shape_and_determinism():
     assert torch.equal(half[:2], a[:2]) and not torch.equal(half[2], a[2])  # only steps after the first change
     more = learner.adaptation_returns(tasks, 0, torch.Generator().manual_seed(5), episodes=6)
     assert more.shape == (1, 4)
+
+
+def test_ppo_outer_loop_updates_through_the_adaptation():
+    torch.manual_seed(0)
+    env = BernoulliBandit(arms=3, horizon=5)
+    learner = MAMLRL(policy_for(env, (8,)), env, episodes=4, outer="ppo", outer_lr=1e-2, ppo_epochs=2)
+    before = {k: v.detach().clone() for k, v in learner.policy.named_parameters()}
+    g = torch.Generator().manual_seed(0)
+    info = learner.meta_step(env.sample_tasks(4, g), g)
+    assert {"loss_after", "return_before", "return_after"} <= set(info)
+    assert any(not torch.equal(before[k], v) for k, v in learner.policy.named_parameters())

@@ -36,3 +36,10 @@ def test_normalize_is_per_task_over_valid_steps():
     out = normalize(adv, mask)
     assert torch.allclose(out[0], torch.tensor([[-1.0, 1.0, 0.0]]), atol=1e-6)
     assert abs(out[1].mean()) < 1e-6 and abs(out[1].pow(2).mean() - 1) < 1e-5
+
+
+def test_linear_baseline_survives_constant_observations():
+    obs = torch.ones(2, 3, 4, 1)  # bandits: the features [o, o², ..., 1] are collinear
+    g = torch.randn(2, 3, 4)
+    v = linear_baseline(obs, g, torch.ones(2, 3, 4))
+    assert torch.isfinite(v).all()

@@ -31,6 +31,11 @@ def _locomotion(task: str, steps: int) -> dict:
             "baseline.pretrain_steps": steps}
 
 
+# Small discrete families for quick experiments (no paper numbers; our settings): 5-armed Bernoulli
+# bandits and 5-state × 5-action random MDPs, 10 steps per episode, categorical 2 × 32 policy.
+_SMALL = {**_COMMON, "model.hidden": (32, 32), "algo.inner_lr": 0.5, "baseline.finetune_lr": 0.5,
+          "train.meta_batch": 20, "train.meta_steps": 100, "baseline.pretrain_steps": 100, "rl.max_kl": 0.05}
+
 _LOCOMOTION = {"cheetah-vel": "half-cheetah, goal velocity U[0, 2]", "cheetah-dir": "half-cheetah, direction ±1",
                "ant-vel": "ant, goal velocity U[0, 3]", "ant-dir": "ant, direction ±1"}
 
@@ -45,6 +50,10 @@ PRESETS = {
     "oracle-nav2d": ("TRPO with the goal in the observation (the paper's oracle on its own)",
                      {**_NAV, "algo.name": "maml", "algo.inner_steps": 0, "rl.oracle": True,
                       "baseline.pretrain_steps": 0, "baseline.scratch": False}),
+    "maml-bandit": ("MAML-TRPO on 5-armed Bernoulli bandits (a quick check; our settings)",
+                    {**_SMALL, "task.name": "bandit", "algo.name": "maml"}),
+    "maml-tabular": ("MAML-TRPO on random 5-state, 5-action MDPs (a quick check; our settings)",
+                     {**_SMALL, "task.name": "tabular", "algo.name": "maml"}),
     **{f"maml-{task}": (f"MAML-TRPO on {title} (paper settings; MuJoCo, slow on CPU)",
                         {**_locomotion(task, 500), "algo.name": "maml"})
        for task, title in _LOCOMOTION.items()},

@@ -50,18 +50,19 @@ def baseline_features(obs_t: Tensor) -> Tensor:
 def linear_baseline(obs_t: Tensor, g_t: Tensor, mask_t: Tensor, reg: float = 1e-5) -> Tensor:
     """Values V(sₜ) from a ridge regression of the returns ``g_t`` on :func:`baseline_features`,
     fit per task on that task's episodes (as rllab refits it on every batch). The ridge
-    coefficient grows ×10 (up to 5 times) while the solution is not finite, as in rllab."""
+    coefficient grows ×10 while the system is singular or the solution not finite, as in rllab
+    (features are collinear when observations are constant, e.g. bandits)."""
     f = baseline_features(obs_t) * mask_t.unsqueeze(-1)
-    f_flat = f.reshape(f.shape[0], -1, f.shape[-1])
+    f_flat = f.reshape(f.shape[0], -1, f.shape[-1]).double()  # normal equations: float64
     ff = f_flat.transpose(1, 2) @ f_flat
-    fg = f_flat.transpose(1, 2) @ (g_t * mask_t).reshape(g_t.shape[0], -1, 1)
+    fg = f_flat.transpose(1, 2) @ (g_t * mask_t).reshape(g_t.shape[0], -1, 1).double()
     eye = torch.eye(ff.shape[-1], dtype=ff.dtype)
-    for _ in range(5):
-        w = torch.linalg.solve(ff + reg * eye, fg)
-        if torch.isfinite(w).all():
+    for _ in range(8):
+        w, info = torch.linalg.solve_ex(ff + reg * eye, fg)
+        if (info == 0).all() and torch.isfinite(w).all():
             break
         reg *= 10
-    return (f @ w.unsqueeze(1)).squeeze(-1) * mask_t
+    return (f @ w.to(f.dtype).unsqueeze(1)).squeeze(-1) * mask_t
 
 
 def normalize(adv_t: Tensor, mask_t: Tensor, eps: float = 1e-8) -> Tensor:
