@@ -53,11 +53,13 @@ def cmd_train(args) -> Path:
         raise UserError(f"--nproc {args.nproc} disagrees with torchrun's {distributed.world_size()} processes")
     if args.resume:
         run_dir = Path(args.resume)
-        (_dqn_run() if _is_dqn(run_dir) else train).resume(run_dir, progress=not args.quiet)
+        (_dqn_run() if _is_dqn(run_dir) else _mgrl_run() if _is_mgrl(run_dir) else train).resume(
+            run_dir, progress=not args.quiet)
     else:
         cfg = _config(args)
         run_dir = Path(args.run_dir) if args.run_dir else distributed.from_rank0(default_run_dir, cfg.preset)
-        (_dqn_run() if cfg.algo.name == "dqn" else train).start(cfg, run_dir, progress=not args.quiet)
+        runner = _dqn_run() if cfg.algo.name == "dqn" else _mgrl_run() if cfg.algo.name in ("a2c", "mgrl") else train
+        runner.start(cfg, run_dir, progress=not args.quiet)
     if distributed.rank() == 0:
         print(f"run directory: {run_dir}")
     return run_dir
@@ -107,11 +109,25 @@ def _dqn_run():
     return dqn_run
 
 
+def _is_mgrl(run_dir: Path) -> bool:
+    from metaloop.mgrl_run import is_mgrl_run
+
+    return is_mgrl_run(run_dir)
+
+
+def _mgrl_run():
+    from metaloop import mgrl_run
+
+    return mgrl_run
+
+
 def cmd_eval(args) -> None:
     from metaloop.evaluation import evaluate, format_table
 
     if _is_dqn(Path(args.run_dir)):
         evaluate, format_table = _dqn_run().evaluate, _dqn_run().format_table
+    elif _is_mgrl(Path(args.run_dir)):
+        evaluate, format_table = _mgrl_run().evaluate, _mgrl_run().format_table
     result = evaluate(Path(args.run_dir))
     print(json.dumps(result) if args.json else format_table(result))
 
@@ -119,7 +135,8 @@ def cmd_eval(args) -> None:
 def cmd_plot(args) -> None:
     from metaloop.plots import plot_run
 
-    for path in (_dqn_run().plot if _is_dqn(Path(args.run_dir)) else plot_run)(Path(args.run_dir)):
+    run_dir = Path(args.run_dir)
+    for path in (_dqn_run().plot if _is_dqn(run_dir) else _mgrl_run().plot if _is_mgrl(run_dir) else plot_run)(run_dir):
         print(path)
 
 

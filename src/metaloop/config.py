@@ -16,7 +16,7 @@ import yaml
 
 from metaloop.errors import ConfigError
 
-ALGORITHMS = ("maml", "fomaml", "metasgd", "reptile", "imaml", "dqn")
+ALGORITHMS = ("maml", "fomaml", "metasgd", "reptile", "imaml", "dqn", "a2c", "mgrl")
 
 
 SUPERVISED_TASKS = ("sinusoid", "omniglot")
@@ -169,6 +169,54 @@ class DQNConfig:
 
 
 @dataclass
+class MGRLConfig:
+    """Synchronous actor-critic with λ-returns (algo.name = a2c: γ, λ fixed) and its meta-gradient
+    tuning of γ and λ online (algo.name = mgrl; Xu et al. 2018). Steps count agent steps summed
+    over envs (MinAtar: one frame each)."""
+
+    env: str = "CartPole-v1"  # Gymnasium id or MinAtar/<Game>-v0 (full action set)
+    num_envs: int = 16  # environments stepped as one batch
+    unroll: int = 20  # T: steps per environment in each batch (one agent update per batch)
+    total_steps: int = 1_000_000
+    net: str = "mlp"  # mlp | minatar (Young & Tian's AC network)
+    hidden: tuple[int, ...] = (64, 64)  # mlp widths
+    gamma: float = 0.99  # a2c: the discount; mgrl: its initial value; in (0, 1) (a sigmoid)
+    lam: float = 0.95  # λ of the λ-return, or its initial value; in (0, 1)
+    optimizer: str = "rmsprop"  # rmsprop (ε inside the root) | sgd | adam; mgrl differentiates through it
+    lr: float = 7e-4
+    optim_decay: float = 0.99  # RMSProp ρ
+    optim_eps: float = 1e-5
+    max_grad_norm: float = 0.5  # global gradient-norm clipping inside the update; 0 = none
+    value_coef: float = 0.5
+    entropy_coef: float = 0.01
+    meta: str = "both"  # mgrl: which of η = (γ, λ) to learn: both | gamma | lambda
+    embed: bool = True  # feed η to the policy and value networks (Xu et al. §1.4); false = the ablation
+    embed_dim: int = 16
+    meta_lr: float = 1e-3  # Adam on η (the sigmoids' logits)
+    gamma_bar: float = 0.995  # reference γ̄ of the meta-objective J'
+    lambda_bar: float = 1.0  # reference λ̄
+    last_episodes: int = 100  # training episodes in the reported moving-average return (MinAtar: 100)
+    eval_episodes: int = 30  # fresh episodes of the final policy in `metaloop eval`
+    log_every: int = 10_000
+    checkpoint_every: int = 100_000
+
+    def checks(self) -> list[tuple[bool, str]]:
+        return [
+            (self.num_envs >= 1 and self.unroll >= 1 and self.total_steps >= 1,
+             "mgrl.num_envs, mgrl.unroll and mgrl.total_steps must be >= 1"),
+            (self.net in ("mlp", "minatar"), "mgrl.net must be mlp or minatar"),
+            (0 < self.gamma < 1 and 0 < self.lam < 1, "mgrl.gamma and mgrl.lam must lie in (0, 1)"),
+            (0 < self.gamma_bar <= 1 and 0 <= self.lambda_bar <= 1, "mgrl.gamma_bar must be in (0, 1], lambda_bar in [0, 1]"),
+            (self.optimizer in ("rmsprop", "sgd", "adam"), "mgrl.optimizer must be rmsprop, sgd or adam"),
+            (self.meta in ("both", "gamma", "lambda"), "mgrl.meta must be both, gamma or lambda"),
+            (self.lr > 0 and self.meta_lr > 0, "mgrl.lr and mgrl.meta_lr must be > 0"),
+            (self.embed_dim >= 1, "mgrl.embed_dim must be >= 1 (switch the embedding off with mgrl.embed=false)"),
+            (self.log_every >= 1 and self.checkpoint_every >= 1 and self.last_episodes >= 1 and self.eval_episodes >= 1,
+             "mgrl.log_every, mgrl.checkpoint_every, mgrl.last_episodes and mgrl.eval_episodes must be >= 1"),
+        ]
+
+
+@dataclass
 class Config:
     preset: str = "custom"
     description: str = ""
@@ -181,6 +229,7 @@ class Config:
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     dqn: DQNConfig = field(default_factory=DQNConfig)
+    mgrl: MGRLConfig = field(default_factory=MGRLConfig)
 
     def validate(self) -> "Config":
         checks = [
@@ -216,6 +265,8 @@ class Config:
         ]
         if self.algo.name == "dqn":
             checks += self.dqn.checks()
+        if self.algo.name in ("a2c", "mgrl"):
+            checks += self.mgrl.checks()
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)

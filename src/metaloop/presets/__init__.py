@@ -6,9 +6,10 @@ import difflib
 
 from metaloop.config import Config, set_value
 from metaloop.errors import ConfigError
-from metaloop.presets import dqn, omniglot, rl, sinusoid
+from metaloop.presets import dqn, mgrl, omniglot, rl, sinusoid
 
-PRESETS: dict[str, tuple[str, dict]] = {**sinusoid.PRESETS, **omniglot.PRESETS, **rl.PRESETS, **dqn.PRESETS}
+PRESETS: dict[str, tuple[str, dict]] = {**sinusoid.PRESETS, **omniglot.PRESETS, **rl.PRESETS, **dqn.PRESETS,
+                                      **mgrl.PRESETS}
 
 
 def get_preset(name: str) -> Config:

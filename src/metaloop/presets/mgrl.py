@@ -1,0 +1,49 @@
+"""Actor-critic and meta-gradient presets (Xu et al. 2018) on CartPole and the MinAtar games.
+
+For every environment: ``a2c-*`` (γ, λ fixed: the baseline), ``mgrl-*`` (γ and λ meta-learned,
+fed to the networks), ``mgrl-gamma-*`` (γ alone) and ``mgrl-noembed-*`` (γ and λ, not fed to the
+networks: the paper's ablation). The meta-learners start from the baseline's γ and λ; the
+reference γ̄ of the meta-objective is the baseline's γ (the paper's γ̄ = 0.995 was its IMPALA
+baseline's γ), λ̄ = 1.
+
+MinAtar (Young & Tian 2019): the minatar.Environment defaults (sticky actions 0.1, difficulty
+ramping) behind the -v0 ids (full action set), 5M frames = 5M steps; from the paper's AC(λ)
+(``examples/AC_lambda.py``): its network (conv 16 SiLU, FC 128 dSiLU), γ = 0.99, λ = 0.8, entropy
+bonus 0.01. Not from the paper, which learns online from one environment with eligibility traces:
+the batch (16 environments × 20 steps per update), RMSProp (lr 7e-4, ρ 0.99, ε 1e-5, A2C's
+usual values), value-loss weight 0.5 and gradient clipping at 0.5.
+"""
+
+from metaloop.presets.dqn import MINATAR_GAMES
+
+_AC = {"train.threads": 1, "mgrl.optimizer": "rmsprop", "mgrl.lr": 7e-4, "mgrl.optim_decay": 0.99,
+       "mgrl.optim_eps": 1e-5, "mgrl.max_grad_norm": 0.5, "mgrl.value_coef": 0.5, "mgrl.entropy_coef": 0.01,
+       "mgrl.num_envs": 16, "mgrl.unroll": 20, "mgrl.meta_lr": 1e-3, "mgrl.lambda_bar": 1.0,
+       "mgrl.last_episodes": 100, "mgrl.eval_episodes": 30}
+
+CARTPOLE = {**_AC, "mgrl.env": "CartPole-v1", "mgrl.net": "mlp", "mgrl.hidden": (64, 64), "mgrl.gamma": 0.99,
+            "mgrl.gamma_bar": 0.99, "mgrl.lam": 0.95, "mgrl.unroll": 10, "mgrl.total_steps": 500_000,
+            "mgrl.log_every": 10_000, "mgrl.checkpoint_every": 50_000}
+
+MINATAR = {**_AC, "mgrl.net": "minatar", "mgrl.gamma": 0.99, "mgrl.gamma_bar": 0.99, "mgrl.lam": 0.8,
+           "mgrl.total_steps": 5_000_000, "mgrl.log_every": 50_000, "mgrl.checkpoint_every": 250_000}
+
+VARIANTS = {
+    "a2c": ("fixed γ = {gamma}, λ = {lam} (the baseline)", {"algo.name": "a2c", "mgrl.embed": False}),
+    "mgrl": ("meta-learned γ and λ, fed to the networks", {"algo.name": "mgrl", "mgrl.meta": "both", "mgrl.embed": True}),
+    "mgrl-gamma": ("meta-learned γ (λ = {lam} fixed), fed to the networks",
+                   {"algo.name": "mgrl", "mgrl.meta": "gamma", "mgrl.embed": True}),
+    "mgrl-noembed": ("meta-learned γ and λ, not fed to the networks (ablation)",
+                     {"algo.name": "mgrl", "mgrl.meta": "both", "mgrl.embed": False}),
+}
+
+ENVS = {"cartpole": ("CartPole-v1, 500k steps", CARTPOLE),
+        **{f"minatar-{key}": (f"MinAtar {title}, 5M frames", {**MINATAR, "mgrl.env": f"MinAtar/{title}-v0"})
+           for key, title in MINATAR_GAMES.items()}}
+
+PRESETS = {
+    f"{variant}-{env}": (f"Actor-critic on {where}: {what.format(gamma=base['mgrl.gamma'], lam=base['mgrl.lam'])}",
+                         {**base, **overrides})
+    for env, (where, base) in ENVS.items()
+    for variant, (what, overrides) in VARIANTS.items()
+}
