@@ -99,3 +99,17 @@ def test_update_is_one_sgd_step_on_the_a2c_loss(random_unroll):
     loss.backward()
     for k, p in net.named_parameters():
         assert torch.allclose(new[k], p - 0.1 * p.grad), k
+
+
+def test_matrix_lambda_returns_equal_the_recursion_with_gradients(random_unroll):
+    b = random_unroll(3, T=7, B=4)
+    gamma = torch.tensor(0.9, dtype=torch.float64, requires_grad=True)
+    lam = torch.tensor(0.6, dtype=torch.float64, requires_grad=True)
+    d, l_t = ac.episode_discounts(gamma, lam, b.terminated, b.truncated)
+    v = b.rewards.flip(0).clone().requires_grad_()
+    fast, slow = ac.lambda_returns(b.rewards, d, v, l_t), ac._lambda_returns_loop(b.rewards, d, v, l_t)
+    assert torch.allclose(fast, slow)
+    w = torch.randn(fast.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    for x, y in zip(torch.autograd.grad((fast * w).sum(), (gamma, lam, v), create_graph=True),
+                    torch.autograd.grad((slow * w).sum(), (gamma, lam, v), create_graph=True)):
+        assert torch.allclose(x, y)

@@ -53,6 +53,27 @@ def lambda_returns(r_t: Tensor, discount_t: Tensor, v_t: Tensor, lambda_t: Tenso
     """
     for name, t in (("r_t", r_t), ("discount_t", discount_t), ("v_t", v_t), ("lambda_t", lambda_t)):
         _check(name, t, 2)
+    T = r_t.shape[0]
+    if T * T * (T + 1) * r_t.shape[1] > _MATRIX_LIMIT:
+        return _lambda_returns_loop(r_t, discount_t, v_t, lambda_t)
+    # Unrolled: Gₜ = Σ_{k=t}^{T-1} Aₜₖ cₖ + Aₜ_T v_{T-1} with cₖ = rₖ + γₖ(1 − λₖ)vₖ and
+    # Aₜₖ = Π_{t≤j<k} γⱼλⱼ: a dozen tensor ops instead of a Python loop of T steps, which a
+    # meta-gradient would differentiate twice, op by op.
+    a_t = discount_t * lambda_t
+    c_t = r_t + discount_t * (1 - lambda_t) * v_t
+    t = torch.arange(T)
+    k = torch.arange(T + 1)
+    inside = (t.view(-1, 1, 1) <= t.view(1, 1, -1)) & (t.view(1, 1, -1) < k.view(1, -1, 1))  # (t, k, j)
+    A = torch.where(inside.unsqueeze(-1), a_t.unsqueeze(0).unsqueeze(0), torch.ones_like(a_t)).prod(2)
+    A = A * (k.view(1, -1) >= t.view(-1, 1)).unsqueeze(-1).to(A.dtype)  # (t, k, B)
+    return torch.einsum("tkb,kb->tb", A[:, :T], c_t) + A[:, T] * v_t[-1]
+
+
+_MATRIX_LIMIT = 2_000_000  # elements of the (T, T + 1, T, B) products; beyond it, the loop
+
+
+def _lambda_returns_loop(r_t: Tensor, discount_t: Tensor, v_t: Tensor, lambda_t: Tensor) -> Tensor:
+    """The recursion of :func:`lambda_returns` as written, step by step from the end."""
     g = v_t[-1]
     out = []
     for i in range(r_t.shape[0] - 1, -1, -1):

@@ -21,9 +21,11 @@ _AC = {"train.threads": 1, "mgrl.optimizer": "rmsprop", "mgrl.lr": 7e-4, "mgrl.o
        "mgrl.num_envs": 16, "mgrl.unroll": 20, "mgrl.meta_lr": 1e-3, "mgrl.lambda_bar": 1.0,
        "mgrl.last_episodes": 100, "mgrl.eval_episodes": 30}
 
+# rl-baselines3-zoo's A2C for CartPole-v1 (8 envs × 5 steps, RMSProp 7e-4, no entropy bonus), except
+# λ = 0.95 where SB3 uses λ = 1 (a sigmoid never reaches 1)
 CARTPOLE = {**_AC, "mgrl.env": "CartPole-v1", "mgrl.net": "mlp", "mgrl.hidden": (64, 64), "mgrl.gamma": 0.99,
-            "mgrl.gamma_bar": 0.99, "mgrl.lam": 0.95, "mgrl.unroll": 10, "mgrl.total_steps": 500_000,
-            "mgrl.log_every": 10_000, "mgrl.checkpoint_every": 50_000}
+            "mgrl.gamma_bar": 0.99, "mgrl.lam": 0.95, "mgrl.num_envs": 8, "mgrl.unroll": 5, "mgrl.entropy_coef": 0.0,
+            "mgrl.total_steps": 500_000, "mgrl.log_every": 10_000, "mgrl.checkpoint_every": 50_000}
 
 MINATAR = {**_AC, "mgrl.net": "minatar", "mgrl.gamma": 0.99, "mgrl.gamma_bar": 0.99, "mgrl.lam": 0.8,
            "mgrl.total_steps": 5_000_000, "mgrl.log_every": 50_000, "mgrl.checkpoint_every": 250_000}

@@ -1,0 +1,79 @@
+"""Meta-gradient RL: wall time of one meta-gradient step against one plain actor-critic step.
+
+Both at the same batch (16 environments × 20 steps, MinAtar Breakout, the presets' network and
+RMSProp), one thread, median over repeats:
+
+- ``update``: the learning computation alone, on a fixed pair of batches (τ, τ'): the plain step is
+  one actor-critic update θ' = θ + f(τ, θ, η); the meta step is that update built differentiably,
+  J'(τ', θ', η̄), ∂J'/∂η back through the update, and the Adam step on η.
+- ``iteration``: what a training iteration costs in the runner, sampling τ' (320 environment
+  steps and 20 policy calls) included: :meth:`metaloop.meta.mgrl.MGRL.step` with η fixed (a2c)
+  and with η learned (mgrl).
+
+    python benchmarks/mgrl_speed.py [--env MinAtar/Breakout-v0] [--repeats 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import statistics
+import time
+
+import torch
+
+from metaloop.learners import actor_critic as ac
+from metaloop.mgrl_run import make_agent, make_env, make_net, policy
+from metaloop.presets import get_preset
+from metaloop.rl.unrolls import UnrollSampler
+
+
+def setup(preset: str):
+    """The agent, its update inputs, a fixed batch pair (τ, τ') and a live sampler for ``preset``."""
+    cfg = get_preset(preset)
+    cfg.mgrl.embed = True  # the same network for both: the cost difference is the meta-gradient's
+    torch.manual_seed(0)
+    env = make_env(cfg, cfg.mgrl.num_envs)
+    net, agent = make_net(cfg, env), make_agent(cfg)
+    params = {k: v.detach().clone() for k, v in net.named_parameters()}
+    state = ac.init_optimizer(cfg.mgrl.optimizer, params)
+    forward = functools.partial(ac.unroll_forward, net)
+    sampler = UnrollSampler(env, seed=0)
+    gen = torch.Generator().manual_seed(0)
+    sample = lambda p: sampler.sample(policy(net, p, agent.eta.detach(), gen), cfg.mgrl.unroll)  # noqa: E731
+    tau, tau_next = sample(params), sample(params)
+
+    def update():
+        if agent.meta:
+            agent.step(forward, params, state, tau, lambda p: tau_next)
+        else:
+            agent.agent_update(forward, params, state, tau)
+
+    return cfg, update, lambda: agent.step(forward, params, state, tau, sample)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env", default="minatar-breakout", help="preset suffix: cartpole or minatar-<game>")
+    parser.add_argument("--repeats", type=int, default=30)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    cfg, *plain = setup(f"a2c-{args.env}")
+    _, *meta = setup(f"mgrl-{args.env}")
+    times = {k: [] for k in ("plain update", "meta update", "plain iteration", "meta iteration")}
+    for i in range(args.repeats + 1):  # interleaved, so that a busy machine slows both alike; round 0 warms up
+        for key, fn in zip(times, (plain[0], meta[0], plain[1], meta[1])):
+            t = time.perf_counter()
+            fn()
+            if i:
+                times[key].append(time.perf_counter() - t)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(f"{args.env}, {cfg.mgrl.num_envs} envs × {cfg.mgrl.unroll} steps, 1 thread, median of {args.repeats}")
+    print(f"{'':<10}{'actor-critic':>14}{'meta-gradient':>15}{'ratio':>8}")
+    for name in ("update", "iteration"):
+        p, m = med[f"plain {name}"], med[f"meta {name}"]
+        print(f"{name:<10}{p * 1e3:>11.2f} ms{m * 1e3:>12.2f} ms{m / p:>7.2f}×")
+
+
+if __name__ == "__main__":
+    main()
