@@ -10,8 +10,10 @@ spaceinvaders: the dqn-spaceinvaders preset (Nature) against SB3's DQN on its At
 random steps first, so that a short run is mostly training. Both use one torch thread and one
 environment; runs alternate (metaloop, SB3, metaloop, ...) so both see the same machine load.
 
-Reported: agent steps per second over the whole run, and over the training part alone (after
-``learning_starts``; what the issue's targets compare). Needs ``pip install -c constraints.txt
+Reported: agent steps per second of wall time over the whole run and over the training part
+alone (after ``learning_starts``; what the issue's targets compare), and steps per CPU-second of
+the process (whole run): on a shared machine wall time depends on the neighbours' load, CPU time
+much less. Needs ``pip install -c constraints.txt
 '.[bench]'`` for SB3.
 """
 
@@ -34,7 +36,7 @@ from metaloop.presets import get_preset
 LEARNING_STARTS = {"cartpole": 1000, "spaceinvaders": 1000}
 
 
-def metaloop_run(task: str, steps: int, seed: int) -> tuple[float, float]:
+def metaloop_run(task: str, steps: int, seed: int) -> tuple[float, float, float]:
     preset = {"cartpole": "dqn-cartpole", "spaceinvaders": "dqn-spaceinvaders"}[task]
     overrides = [f"dqn.total_steps={steps}", "dqn.eval_every=0", f"dqn.checkpoint_every={steps}",
                  "dqn.log_every=500", f"seed={seed}", f"dqn.learning_starts={LEARNING_STARTS[task]}",
@@ -43,16 +45,16 @@ def metaloop_run(task: str, steps: int, seed: int) -> tuple[float, float]:
         overrides += ["dqn.buffer_size=100000"]
     cfg = apply_overrides(get_preset(preset), overrides)
     with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         dqn_run.start(cfg, Path(tmp) / "run", progress=False)
-        total = time.perf_counter() - start
+        total, cpu = time.perf_counter() - start, time.process_time() - cpu
         rows = [r for r in read_metrics(Path(tmp) / "run" / METRICS) if "steps_per_s" in r]
     learning = [r for r in rows if r["step"] > LEARNING_STARTS[task]]
     seconds = sum(500 / r["steps_per_s"] for r in learning)  # log windows of 500 steps
-    return steps / total, 500 * len(learning) / seconds
+    return steps / total, 500 * len(learning) / seconds, steps / cpu
 
 
-def sb3_run(task: str, steps: int, seed: int) -> tuple[float, float]:
+def sb3_run(task: str, steps: int, seed: int) -> tuple[float, float, float]:
     from stable_baselines3 import DQN
     from stable_baselines3.common.callbacks import BaseCallback
 
@@ -83,10 +85,10 @@ def sb3_run(task: str, steps: int, seed: int) -> tuple[float, float]:
                                    "optimizer_kwargs": {"alpha": 0.95, "eps": 0.01, "centered": True}},
                     seed=seed, device="cpu", verbose=0)
     clock = Clock()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     model.learn(steps, callback=clock)
-    end = time.perf_counter()
-    return steps / (end - start), (steps - LEARNING_STARTS[task]) / (end - clock.t_learn)
+    end, cpu = time.perf_counter(), time.process_time() - cpu
+    return steps / (end - start), (steps - LEARNING_STARTS[task]) / (end - clock.t_learn), steps / cpu
 
 
 def main() -> None:
@@ -100,17 +102,18 @@ def main() -> None:
     results = {"metaloop": [], "sb3": []}
     for r in range(args.repeats):
         for name, fn in (("metaloop", metaloop_run), ("sb3", sb3_run)):
-            total, learning = fn(args.task, args.steps, seed=r)
-            results[name].append({"total": total, "learning": learning})
-            print(f"{name:9s} repeat {r}: {total:7.0f} steps/s overall, {learning:7.0f} steps/s while learning",
-                  flush=True)
-    med = {n: {k: statistics.median(x[k] for x in v) for k in ("total", "learning")} for n, v in results.items()}
-    print(f"\n| {args.task}, {args.steps} steps, 1 thread | overall steps/s | learning steps/s |")
-    print("|---|---|---|")
+            total, learning, cpu = fn(args.task, args.steps, seed=r)
+            results[name].append({"total": total, "learning": learning, "cpu": cpu})
+            print(f"{name:9s} repeat {r}: {total:7.0f} steps/s overall, {learning:7.0f} steps/s while learning, "
+                  f"{cpu:7.0f} steps per CPU-second", flush=True)
+    keys = ("total", "learning", "cpu")
+    med = {n: {k: statistics.median(x[k] for x in v) for k in keys} for n, v in results.items()}
+    print(f"\n| {args.task}, {args.steps} steps, 1 thread (median of {args.repeats}) "
+          "| steps/s overall | steps/s while learning | steps per CPU-second |")
+    print("|---|---|---|---|")
     for name in results:
-        print(f"| {name} | {med[name]['total']:.0f} | {med[name]['learning']:.0f} |")
-    print(f"| ratio metaloop / SB3 | {med['metaloop']['total'] / med['sb3']['total']:.2f}× "
-          f"| {med['metaloop']['learning'] / med['sb3']['learning']:.2f}× |")
+        print(f"| {name} | " + " | ".join(f"{med[name][k]:.0f}" for k in keys) + " |")
+    print("| ratio metaloop / SB3 | " + " | ".join(f"{med['metaloop'][k] / med['sb3'][k]:.2f}×" for k in keys) + " |")
     if args.json:
         Path(args.json).write_text(json.dumps({"task": args.task, "steps": args.steps, "runs": results,
                                                "median": med}, indent=1))

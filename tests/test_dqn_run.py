@@ -115,3 +115,12 @@ def test_cartpole_preset_reaches_500(tmp_path, seed):
     assert main(["eval", str(path), "--json"]) == 0
     assert json.loads((path / "eval.json").read_text())["return_mean"] >= 475
     shutil.rmtree(path)
+
+
+def test_cartpole_learns_within_2500_steps(tmp_path):
+    """A short run of the RL-Zoo settings (seed 0: 135 here) is far above a random policy (~22)."""
+    path = tmp_path / "r"
+    assert main(["train", "dqn-cartpole", "--run-dir", str(path), "--seed", "0", "--quiet",
+                 "--set", "dqn.total_steps=2500", "--set", "dqn.eval_every=0"]) == 0
+    assert main(["eval", str(path), "--json"]) == 0
+    assert json.loads((path / "eval.json").read_text())["return_mean"] >= 100
