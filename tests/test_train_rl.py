@@ -77,3 +77,12 @@ def test_cli_train_and_eval_json(tmp_path, capsys):
     main(["eval", str(run_dir), "--json"])
     result = json.loads(capsys.readouterr().out)
     assert result["algorithm"] == "fomaml" and "return_stderr" in result
+
+
+@pytest.mark.parametrize("preset", ["maml-cheetah-dir", "maml-ant-vel", "maml-bandit", "maml-tabular"])
+def test_every_task_family_trains_and_evaluates(tmp_path, preset):
+    cfg = apply_overrides(get_preset(preset), ["train.meta_steps=1", "train.meta_batch=2", "rl.episodes=2",
+                                               "rl.horizon=5", "model.hidden=8", "baseline.pretrain_steps=1",
+                                               "eval.tasks=2", "eval.episodes=2", "eval.max_steps=1"])
+    result = evaluate(train.start(cfg, tmp_path / "run", progress=False))
+    assert set(result["return_after_steps"]) == {"0", "1"} and "oracle" in result["baselines"]
