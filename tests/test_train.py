@@ -112,3 +112,16 @@ def test_resume_drops_rows_after_the_checkpoint_and_a_torn_last_line(tmp_path):
     logger = MetricsLogger(run, resume_step=20, tensorboard=False)
     logger.close()
     assert [s for s, _ in losses(run)] == [5, 10, 15, 20]
+
+
+def test_validation_scores_are_logged_every_eval_every_steps(tmp_path):
+    run_dir = train.start(tiny("maml-sinusoid", "train.eval_every=10", "eval.val_tasks=8"), tmp_path / "run",
+                          progress=False)
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    logged = [r["step"] for r in rows if "val_mse" in r]
+    assert logged == [10, 20, 30] and all(r["val_mse"] > 0 for r in rows if "val_mse" in r)
+
+
+def test_eval_every_must_be_a_multiple_of_log_every():
+    with pytest.raises(Exception, match="train.eval_every must be 0 or a multiple of train.log_every"):
+        tiny("maml-sinusoid", "train.eval_every=7")

@@ -66,6 +66,7 @@ class TrainConfig:
     log_every: int = 50
     checkpoint_every: int = 500
     threads: int = 0  # torch intra-op threads; 0 leaves PyTorch's default
+    eval_every: int = 0  # meta-steps between validation scores in metrics.jsonl (a multiple of log_every); 0 = none
 
 
 @dataclass
@@ -107,6 +108,7 @@ class EvalConfig:
     plot_tasks: int = 3
     episodes: int = 0  # RL: episodes per task and adaptation step at test time; 0 = rl.episodes
     later_lr_scale: float = 1.0  # RL: step size of test-time steps 2, 3, .. relative to the first one
+    val_tasks: int = 100  # validation tasks scored every train.eval_every meta-steps (Omniglot: 'val' characters)
 
 
 @dataclass
@@ -258,6 +260,9 @@ class Config:
             (0 < self.rl.gamma <= 1 and 0 <= self.rl.gae_lambda <= 1, "rl.gamma must be in (0, 1] and rl.gae_lambda in [0, 1]"),
             (self.rl.max_kl > 0 and 0 < self.rl.ls_ratio < 1, "rl.max_kl must be > 0 and rl.ls_ratio in (0, 1)"),
             (0 < self.rl.fisher_fraction <= 1, "rl.fisher_fraction must be in (0, 1]"),
+            (self.train.eval_every >= 0 and self.train.eval_every % self.train.log_every == 0,
+             "train.eval_every must be 0 or a multiple of train.log_every"),
+            (self.eval.val_tasks >= 2, "eval.val_tasks must be >= 2"),
             (self.eval.episodes >= 0 and self.eval.later_lr_scale > 0,
              "eval.episodes must be >= 0 and eval.later_lr_scale > 0"),
             (self.task.name not in RL_TASKS or self.algo.name in ("maml", "fomaml"),

@@ -118,11 +118,18 @@ def plot_metric_vs_steps(result: dict, path: Path) -> Path:
 
 
 def plot_meta_loss(rows: list[dict], preset: str, path: Path) -> Path:
+    """The meta-training loss and, where the run logged it, the validation score on a second axis."""
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot([r["step"] for r in rows], [r["meta_loss"] for r in rows], color=ALGO_COLOR)
+    ax.plot([r["step"] for r in rows], [r["meta_loss"] for r in rows], color=ALGO_COLOR, label="meta-loss")
     ax.set_yscale("log")
     ax.set_xlabel("meta-step")
     ax.set_ylabel("post-adaptation query loss")
+    val = [(r["step"], k, v) for r in rows for k, v in r.items() if k.startswith("val_") and v is not None]
+    if val:
+        name = val[0][1]
+        twin = ax.twinx()
+        twin.plot([s for s, _, _ in val], [v for _, _, v in val], color="tab:red", marker="o", ms=3)
+        twin.set_ylabel(f"validation {name[4:]}" + (" %" if name == "val_accuracy" else ""), color="tab:red")
     ax.set_title(f"{preset}: meta-training")
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()

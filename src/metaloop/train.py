@@ -110,6 +110,7 @@ def _run(cfg: Config, run_dir: Path, state: dict | None, progress: bool, tasks=N
             "task_rng": generator.get_state(), "scratch": scratch, "window": list(window),
             "pretrained": pretrained}, checkpoint_path(run_dir))
 
+    validate = _validation(cfg) if cfg.train.eval_every > 0 and distributed.rank() == 0 else None
     total, main = cfg.train.meta_steps, distributed.rank() == 0
     distributed.share(cfg.train.meta_batch)  # fails early if there are more ranks than tasks
     logger = MetricsLogger(run_dir, resume_step=step if state is not None else None) if main else None
@@ -138,8 +139,9 @@ def _run(cfg: Config, run_dir: Path, state: dict | None, progress: bool, tasks=N
             if step % cfg.train.log_every == 0 or step == total:
                 if main:
                     elapsed = time.perf_counter() - t0
+                    scores = validate(learner) if validate and step % cfg.train.eval_every == 0 else {}
                     logger.log(step, meta_loss=window[0] / window[1],
-                               tasks_per_s=t_steps * cfg.train.meta_batch / max(elapsed, 1e-9))
+                               tasks_per_s=t_steps * cfg.train.meta_batch / max(elapsed, 1e-9), **scores)
                     bar.update(step, loss=window[0] / window[1])
                 window, t0, t_steps = (0.0, 0), time.perf_counter(), 0
             if main and (step % cfg.train.checkpoint_every == 0 or step == total):
@@ -156,6 +158,24 @@ def _run(cfg: Config, run_dir: Path, state: dict | None, progress: bool, tasks=N
         if logger is not None:
             logger.close()
     return run_dir
+
+
+def _validation(cfg: Config):
+    """``learner -> {"val_<metric>": score}``: the evaluation metric after ``eval.max_steps`` steps on a
+    fixed set of ``eval.val_tasks`` validation tasks (Omniglot: the 'val' characters; sinusoid: a
+    stream seeded apart from training and test), for the curves of metrics.jsonl."""
+    from metaloop.evaluation import adaptation_scores
+
+    generator = torch.Generator().manual_seed(cfg.eval.seed + 3)
+    tasks = build.task_distribution(cfg, "val").sample(cfg.eval.val_tasks, cfg.task.support, cfg.eval.query, generator)
+    metric, fn = build.metric(cfg)
+
+    def score(learner) -> dict:
+        curve = adaptation_scores(learner, tasks, cfg.eval.max_steps, metric, fn)[f"{metric}_after_steps"]
+        value = curve[str(cfg.eval.max_steps)]
+        return {} if value is None else {f"val_{metric}": value}
+
+    return score
 
 
 def _last_saved(cfg: Config, step: int) -> int:

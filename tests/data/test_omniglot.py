@@ -156,20 +156,21 @@ def test_download_offline_is_a_clear_error(tmp_path):
 
 
 def test_split_is_deterministic_disjoint_and_standard_sized():
-    train, test = og.split_indices(1623, "train"), og.split_indices(1623, "test")
-    assert len(train) == 1200 and len(test) == 423
-    assert sorted(train.tolist() + test.tolist()) == list(range(1623))
+    train, val, test = (og.split_indices(1623, name) for name in ("train", "val", "test"))
+    assert len(train) == 1100 and len(val) == 100 and len(test) == 423  # MAML's code: 1200 = 1100 + 100 val
+    assert sorted(train.tolist() + val.tolist() + test.tolist()) == list(range(1623))
     # Pinned: RandomState(1).permutation is frozen by NumPy, so this never changes.
     assert test[:10].tolist() == [15, 20, 21, 24, 25, 36, 43, 44, 55, 63]
     with pytest.raises(ValueError):
-        og.split_indices(1623, "val")
+        og.split_indices(1623, "validation")
 
 
 def test_split_selects_rows(tiny):
     folder, trusted = tiny
     data = og.load(folder, trusted)
-    train = data.split("train", train_characters=5)
-    rows = og.split_indices(8, "train", 5)
+    train = data.split("train", train_characters=5, val_characters=1)
+    rows = og.split_indices(8, "train", 5, val_characters=1)
+    assert len(rows) == 4
     np.testing.assert_array_equal(train.numpy(), data.images[rows].numpy())
 
 

@@ -13,11 +13,13 @@ zips (or in the user cache when that folder is read-only). The cache name carrie
 sums, so changed zips are decoded again.
 
 Split (Vinyals et al. 2016; MAML's code): 1200 characters for meta-training, the other 423 for
-meta-testing, drawn from all 1623 regardless of background/evaluation. MAML shuffles folder names
+meta-testing, drawn from all 1623 regardless of background/evaluation; as in MAML's code, the last
+100 of the 1200 are held out for validation, so 'train' has 1100, 'val' 100 and 'test' 423
+characters. MAML shuffles folder names
 with Python's ``random.seed(1)`` after ``os.listdir``, whose order depends on the file system, so its
 exact split cannot be recovered. Ours is deterministic everywhere: sort the characters by ID, permute
 them with ``numpy.random.RandomState(1).permutation`` (a stream NumPy keeps frozen across versions),
-and take the first 1200 for training and the rest for testing.
+and take the first 1100 for training, the next 100 for validation and the rest for testing.
 """
 
 from __future__ import annotations
@@ -58,7 +60,8 @@ TRUSTED: dict[str, frozenset[str]] = {
 }
 
 IMAGE_SIZE = 28
-TRAIN_CHARACTERS = 1200
+TRAIN_CHARACTERS = 1200  # meta-training characters, validation included
+VAL_CHARACTERS = 100  # MAML's code: num_val = 100 of the 1200
 SPLIT_SEED = 1
 _CACHE_VERSION = 1  # bump when the decoding changes, so old caches are not reused
 _PNG = re.compile(r"^images_(background|evaluation)/([^/]+)/(character\d+)/(\d+)_(\d+)\.png$")
@@ -76,20 +79,24 @@ class OmniglotData:
     character_ids: torch.Tensor  # (characters,) the XXXX of the file names
     character_names: tuple[str, ...]  # "<Alphabet>/characterNN"
 
-    def split(self, name: str, train_characters: int = TRAIN_CHARACTERS, seed: int = SPLIT_SEED) -> torch.Tensor:
-        """Images of the 'train' or 'test' characters (module docstring: how the split is made)."""
-        return self.images[split_indices(len(self.character_ids), name, train_characters, seed)]
+    def split(self, name: str, train_characters: int = TRAIN_CHARACTERS, seed: int = SPLIT_SEED,
+              val_characters: int = VAL_CHARACTERS) -> torch.Tensor:
+        """Images of the 'train', 'val' or 'test' characters (module docstring: how the split is made)."""
+        return self.images[split_indices(len(self.character_ids), name, train_characters, seed, val_characters)]
 
 
 def split_indices(characters: int, name: str, train_characters: int = TRAIN_CHARACTERS,
-                  seed: int = SPLIT_SEED) -> torch.Tensor:
-    """Row indices (sorted) of the 'train' or 'test' split of ``characters`` rows in ID order."""
-    if name not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {name!r}")
-    if not 0 < train_characters < characters:
-        raise ValueError(f"train_characters must be in (0, {characters}), got {train_characters}")
+                  seed: int = SPLIT_SEED, val_characters: int = VAL_CHARACTERS) -> torch.Tensor:
+    """Row indices (sorted) of the 'train', 'val' or 'test' split of ``characters`` rows in ID order;
+    'val' is the last ``val_characters`` of the ``train_characters`` meta-training characters."""
+    if name not in ("train", "val", "test"):
+        raise ValueError(f"split must be 'train', 'val' or 'test', got {name!r}")
+    if not 0 < train_characters < characters or not 0 <= val_characters < train_characters:
+        raise ValueError(f"need 0 < train_characters < {characters} and 0 <= val_characters < train_characters, "
+                         f"got {train_characters} and {val_characters}")
     order = np.random.RandomState(seed).permutation(characters)
-    rows = order[:train_characters] if name == "train" else order[train_characters:]
+    fit = train_characters - val_characters
+    rows = {"train": order[:fit], "val": order[fit:train_characters], "test": order[train_characters:]}[name]
     return torch.from_numpy(np.sort(rows))
 
 
