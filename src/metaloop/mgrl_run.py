@@ -294,6 +294,7 @@ def plot(run_dir: Path) -> list[Path]:
         a.axhline(ref, color="grey", ls="--", lw=1, label=f"reference {name}̄ = {ref}")
         a.set_xlabel("agent steps (frames)")
         a.set_ylabel(name)
+        a.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
         a.grid(alpha=0.3)
         a.legend()
     fig.suptitle(f"{cfg.preset}: meta-parameters over training")
