@@ -1,16 +1,16 @@
 """Meta-gradient RL: wall time of one meta-gradient step against one plain actor-critic step.
 
-Both at the same batch (16 environments × 20 steps, MinAtar Breakout, the presets' network and
+Both at the same batch (16 environments × 5 steps, MinAtar Breakout, the presets' network and
 RMSProp), one thread, median over repeats:
 
 - ``update``: the learning computation alone, on a fixed pair of batches (τ, τ'): the plain step is
   one actor-critic update θ' = θ + f(τ, θ, η); the meta step is that update built differentiably,
   J'(τ', θ', η̄), ∂J'/∂η back through the update, and the Adam step on η.
-- ``iteration``: what a training iteration costs in the runner, sampling τ' (320 environment
-  steps and 20 policy calls) included: :meth:`metaloop.meta.mgrl.MGRL.step` with η fixed (a2c)
+- ``iteration``: what a training iteration costs in the runner, sampling τ' (80 environment
+  steps and 5 policy calls) included: :meth:`metaloop.meta.mgrl.MGRL.step` with η fixed (a2c)
   and with η learned (mgrl).
 
-    python benchmarks/mgrl_speed.py [--env MinAtar/Breakout-v0] [--repeats 30]
+    OMP_NUM_THREADS=1 python benchmarks/mgrl_speed.py [--env minatar-breakout | cartpole] [--repeats 30]
 """
 
 from __future__ import annotations

@@ -10,21 +10,23 @@ MinAtar (Young & Tian 2019): the minatar.Environment defaults (sticky actions 0.
 ramping) behind the -v0 ids (full action set), 5M frames = 5M steps; from the paper's AC(λ)
 (``examples/AC_lambda.py``): its network (conv 16 SiLU, FC 128 dSiLU), γ = 0.99, λ = 0.8, entropy
 bonus 0.01. Not from the paper, which learns online from one environment with eligibility traces:
-the batch (16 environments × 20 steps per update), RMSProp (lr 7e-4, ρ 0.99, ε 1e-5, A2C's
-usual values), value-loss weight 0.5 and gradient clipping at 0.5.
+the batch (16 environments × 5 steps per update, A2C's Atari batch), RMSProp (lr 7e-4, ρ 0.99,
+ε 1e-5, A2C's usual values), value-loss weight 0.5 and gradient clipping at 0.5. With 20 steps per
+update (4× fewer updates) Breakout had not left the random policy's return by 1M frames
+(docs/results/mgrl.md).
 """
 
 from metaloop.presets.dqn import MINATAR_GAMES
 
 _AC = {"train.threads": 1, "mgrl.optimizer": "rmsprop", "mgrl.lr": 7e-4, "mgrl.optim_decay": 0.99,
        "mgrl.optim_eps": 1e-5, "mgrl.max_grad_norm": 0.5, "mgrl.value_coef": 0.5, "mgrl.entropy_coef": 0.01,
-       "mgrl.num_envs": 16, "mgrl.unroll": 20, "mgrl.meta_lr": 1e-3, "mgrl.lambda_bar": 1.0,
+       "mgrl.num_envs": 16, "mgrl.unroll": 5, "mgrl.meta_lr": 1e-3, "mgrl.lambda_bar": 1.0,
        "mgrl.last_episodes": 100, "mgrl.eval_episodes": 30}
 
 # rl-baselines3-zoo's A2C for CartPole-v1 (8 envs × 5 steps, RMSProp 7e-4, no entropy bonus), except
 # λ = 0.95 where SB3 uses λ = 1 (a sigmoid never reaches 1)
 CARTPOLE = {**_AC, "mgrl.env": "CartPole-v1", "mgrl.net": "mlp", "mgrl.hidden": (64, 64), "mgrl.gamma": 0.99,
-            "mgrl.gamma_bar": 0.99, "mgrl.lam": 0.95, "mgrl.num_envs": 8, "mgrl.unroll": 5, "mgrl.entropy_coef": 0.0,
+            "mgrl.gamma_bar": 0.99, "mgrl.lam": 0.95, "mgrl.num_envs": 8, "mgrl.entropy_coef": 0.0,
             "mgrl.total_steps": 500_000, "mgrl.log_every": 10_000, "mgrl.checkpoint_every": 50_000}
 
 MINATAR = {**_AC, "mgrl.net": "minatar", "mgrl.gamma": 0.99, "mgrl.gamma_bar": 0.99, "mgrl.lam": 0.8,
