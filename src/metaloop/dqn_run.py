@@ -38,7 +38,7 @@ from metaloop.rl.replay import ReplayMemory, Transitions
 
 CONFIG = "config.yaml"
 EVAL_JSON = "eval.json"
-EVAL_SEED_OFFSET = 10_000  # evaluation episodes use seeds apart from the training environments'
+EVAL_SEED_OFFSET = 10_000  # evaluations during training: seed + offset + step (training resets: seed + step)
 
 
 def is_dqn_run(run_dir: Path) -> bool:
@@ -226,11 +226,11 @@ def _run(cfg: Config, run_dir: Path, state: dict | None, progress: bool, env) ->
     losses, returns, lengths = [], [], []
     t0, t_step = time.perf_counter(), step
     q = acting_q_function(net)
-    obs = env.reset(seed=cfg.seed + step)
-    replay.start(obs)
     try:
         if state is None:
-            save()
+            save()  # before the first frames, as every later checkpoint (see the reset below)
+        obs = env.reset(seed=cfg.seed + step)
+        replay.start(obs)
         while step < d.total_steps:
             epsilon = 1.0 if step < d.learning_starts else linear_epsilon(step, d.eps_start, d.eps_end, d.eps_decay)
             actions = greedy_actions(q, obs, epsilon, env.num_actions, rng)
@@ -269,6 +269,7 @@ def _run(cfg: Config, run_dir: Path, state: dict | None, progress: bool, env) ->
                 save()
                 obs = env.reset(seed=cfg.seed + step)  # an episode boundary, resumed or not (module doc)
                 replay.start(obs)
+                t0 = time.perf_counter()  # nor is checkpointing
         bar.close()
     finally:
         logger.close()
