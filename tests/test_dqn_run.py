@@ -124,3 +124,11 @@ def test_cartpole_learns_within_2500_steps(tmp_path):
                  "--set", "dqn.total_steps=2500", "--set", "dqn.eval_every=0"]) == 0
     assert main(["eval", str(path), "--json"]) == 0
     assert json.loads((path / "eval.json").read_text())["return_mean"] >= 100
+
+
+def test_several_envs_step_as_one_batch(tmp_path):
+    path = tmp_path / "r"
+    assert train(path, 900, "--set", "dqn.num_envs=3") == 0
+    rows = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [252, 501, 750, 900]  # the batch steps that cross each multiple
+    assert torch.load(path / "checkpoints/last.pt", weights_only=True)["step"] == 900
