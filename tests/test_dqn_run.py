@@ -132,3 +132,8 @@ def test_several_envs_step_as_one_batch(tmp_path):
     rows = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [252, 501, 750, 900]  # the batch steps that cross each multiple
     assert torch.load(path / "checkpoints/last.pt", weights_only=True)["step"] == 900
+
+
+def test_nproc_is_refused_for_dqn(tmp_path, capsys):
+    assert main(["train", "dqn-cartpole", "--nproc", "2", "--run-dir", str(tmp_path / "r")]) == 2
+    assert "drop --nproc" in capsys.readouterr().err
