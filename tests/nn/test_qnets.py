@@ -1,3 +1,5 @@
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -42,3 +44,16 @@ def test_numpy_snapshot_equals_the_torch_forward(dueling):
 def test_wrong_observation_shape_is_a_clear_error():
     with pytest.raises(ValueError, match="84, 84"):
         q_network("nature", (4,), 2)
+
+
+@pytest.mark.parametrize("net, shape", [("nature", (4, 84, 84)), ("minatar", (10, 10, 4))])
+def test_channels_last_convolutions_compute_the_plain_forward(net, shape):
+    torch.manual_seed(0)
+    model = q_network(net, shape, 5)
+    obs = torch.randint(0, 255 if net == "nature" else 2, (3, *shape)).to(torch.uint8)
+    x = obs.float() * model.scale
+    if model.channels_last:
+        x = x.movedim(-1, -3)
+    nchw = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
+    plain = nchw.head(nchw.torso(x.contiguous()))  # the NCHW path, by hand
+    assert torch.allclose(model(obs), plain, atol=1e-5)

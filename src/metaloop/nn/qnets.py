@@ -42,13 +42,18 @@ class QNetwork(nn.Module):
         super().__init__()
         self.torso, self.head = torso, QHead(features, hidden, actions, dueling)
         self.scale, self.channels_last = scale, channels_last
+        self.conv = any(isinstance(m, nn.Conv2d) for m in torso.modules())
+        if self.conv:  # oneDNN's NHWC convolutions: ~20% less CPU for a Nature-CNN update than NCHW
+            self.to(memory_format=torch.channels_last)
 
     def forward(self, obs: Tensor) -> Tensor:
         x = obs if obs.is_floating_point() else obs.float()
         if self.scale != 1.0:
             x = x * self.scale
         if self.channels_last:
-            x = x.movedim(-1, -3)
+            x = x.movedim(-1, -3)  # a (B, H, W, C) array viewed as NCHW: already NHWC in memory
+        if self.conv:
+            x = x.contiguous(memory_format=torch.channels_last)
         return self.head(self.torso(x))
 
 
