@@ -227,8 +227,7 @@ class MAMLRL(nn.Module):
             curve.append(batch.returns.mean(1))
             if step < max_steps:
                 lr = self.inner_lr * (later_lr_scale if step > 0 else 1.0)
-                adv = self._advantages(batch)
-                grads = torch.autograd.grad(surrogate_loss(self.policy, params, batch, adv, self.estimator).sum(),
-                                            list(params.values()))
-                params = detach(sgd_step(params, grads, lr), requires_grad=True)
+                adapted = policy_gradient_step(self.policy, params, batch, self._advantages(batch), lr,
+                                               first_order=True, estimator=self.estimator)
+                params = detach(adapted, requires_grad=True)
         return torch.stack(curve)
