@@ -3,10 +3,11 @@
     python benchmarks/mgrl_results.py RUN_DIR [RUN_DIR ...] --out docs/results/mgrl/cartpole
 
 Runs are grouped by preset (seeds of one preset form a group). Prints one markdown row per group:
-seeds, steps, the moving-average training return at the end (mean and 95% confidence interval
-over seeds, Student t), final γ and λ, and training wall time per run. Draws ``<out>_curves.png``
+seeds, steps, the moving-average training return at the end and its mean over all logged steps
+(the area under the learning curve: how early it learned), each as mean and 95% confidence
+interval over seeds (Student t), final γ and λ, and training wall time per run. Draws ``<out>_curves.png``
 (mean return over seeds with its 95% band, per preset) and ``<out>_gamma.png`` (γ and λ of every
-run over training).
+run over training, one colour per preset).
 """
 
 from __future__ import annotations
@@ -48,16 +49,18 @@ def main() -> None:
     for run in args.runs:
         cfg, rows = load(run)
         groups[cfg.preset].append((cfg, rows))
-    print("| preset | seeds | steps | return (last 100 episodes), mean ± 95% CI | final γ | final λ | minutes per run |")
-    print("|---|---|---|---|---|---|---|")
+    print("| preset | seeds | steps | final return (last 100 episodes) | mean return over training | final γ | final λ "
+          "| minutes per run |")
+    print("|---|---|---|---|---|---|---|---|")
     for preset, runs in groups.items():
         final = [rows[-1]["return_avg"] for _, rows in runs]
         m, h = mean_ci(final)
+        am, ah = mean_ci([np.mean([r["return_avg"] for r in rows]) for _, rows in runs])
         gammas = ", ".join(f"{rows[-1]['gamma']:.4f}" for _, rows in runs)
         lams = ", ".join(f"{rows[-1]['lam']:.3f}" for _, rows in runs)
         minutes = np.mean([np.sum(np.diff([0] + [r["step"] for r in rows]) / np.array([r["steps_per_s"] for r in rows]))
                            for _, rows in runs]) / 60
-        print(f"| {preset} | {len(runs)} | {runs[0][1][-1]['step']:,} | {m:.1f} ± {h:.1f} | {gammas} | {lams} | {minutes:.1f} |")
+        print(f"| {preset} | {len(runs)} | {runs[0][1][-1]['step']:,} | {m:.1f} ± {h:.1f} | {am:.1f} ± {ah:.1f} | {gammas} | {lams} | {minutes:.1f} |")
     if args.out is None:
         return
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -78,11 +81,11 @@ def main() -> None:
     fig.savefig(args.out.with_name(args.out.name + "_curves.png"), dpi=120)
     plt.close(fig)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
-    for preset, runs in groups.items():
-        for cfg, rows in runs:
+    for color, (preset, runs) in zip(plt.rcParams["axes.prop_cycle"].by_key()["color"], groups.items()):
+        for i, (cfg, rows) in enumerate(runs):  # one colour per preset, one line per seed
             steps = [r["step"] for r in rows]
-            axes[0].plot(steps, [r["gamma"] for r in rows], lw=1, label=f"{preset} seed {cfg.seed}")
-            axes[1].plot(steps, [r["lam"] for r in rows], lw=1)
+            axes[0].plot(steps, [r["gamma"] for r in rows], lw=1, color=color, label=None if i else preset)
+            axes[1].plot(steps, [r["lam"] for r in rows], lw=1, color=color)
     cfg = next(iter(groups.values()))[0][0]
     for a, name, ref in zip(axes, ("γ", "λ"), (cfg.mgrl.gamma_bar, cfg.mgrl.lambda_bar)):
         a.axhline(ref, color="grey", ls="--", lw=1)
