@@ -66,3 +66,8 @@ def test_presets_cover_every_variant_and_game():
     cfg = get_preset("mgrl-gamma-minatar-breakout")
     assert cfg.algo.name == "mgrl" and cfg.mgrl.meta == "gamma" and cfg.mgrl.net == "minatar"
     assert cfg.mgrl.lam == 0.8 and cfg.mgrl.total_steps == 5_000_000
+
+
+def test_nproc_is_refused_before_any_process_starts(tmp_path, capsys):
+    assert main(["train", "mgrl-cartpole", "--nproc", "2", "--run-dir", str(tmp_path / "r")]) == 2
+    assert "one process" in capsys.readouterr().err and not (tmp_path / "r").exists()

@@ -49,6 +49,8 @@ def cmd_train(args) -> Path:
         raise UserError(f"--nproc must be >= 1, got {args.nproc}")
     if args.nproc > 1 and (_is_dqn(Path(args.resume)) if args.resume else _config(args).algo.name == "dqn"):
         raise UserError("DQN trains in one process (batch environments with --set dqn.num_envs=N); drop --nproc")
+    if args.nproc > 1 and (_is_mgrl(Path(args.resume)) if args.resume else _config(args).algo.name in ("a2c", "mgrl")):
+        raise UserError("a2c/mgrl runs train in one process; drop --nproc")
     if args.nproc > 1 and not distributed.launched():
         return launch(args)
     if distributed.launched() and args.nproc not in (1, distributed.world_size()):

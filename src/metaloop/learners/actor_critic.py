@@ -1,4 +1,4 @@
-"""Actor-critic with λ-returns as pure, differentiable functions (A2C; Xu et al. 2018, Eq. 12).
+"""Actor-critic with λ-returns as pure, differentiable functions (A2C; the agent of Xu et al. 2018, §1.3).
 
 One agent update θ' = θ + f(τ, θ, η) on a batch τ of ``T`` steps from ``B`` environments, with
 η = (γ, λ) the return's meta-parameters:
@@ -8,6 +8,8 @@ One agent update θ' = θ + f(τ, θ, η) on a batch τ of ``T`` steps from ``B`
     L(θ)   = mean_{t,b} [ − sg(G_t − v_θ(S_t)) log π_θ(A_t|S_t)
                           + c_v · ½ (G_t − v_θ(S_t))² − c_H · H(π_θ(·|S_t)) ]      (:func:`a2c_loss`)
     θ'     = θ − α · precondition(∇θ L(θ))                                        (:func:`update`)
+
+with sg a stop-gradient in θ only: the advantage and the return are constants of ∇θ, not of η.
 
 :func:`update` is written over parameter dicts with ``torch.autograd.grad(create_graph=True)``
 and a functional optimizer step, so dθ'/dη is available by differentiating θ' (the meta-gradient
