@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from metaloop import checkpoint
+from metaloop.train import create_run_dir
 from metaloop.config import Config
 from metaloop.envs.gym_envs import make_vec_env
 from metaloop.errors import DivergedError, UserError
@@ -168,11 +169,7 @@ class DQNAgent:
 def start(cfg: Config, run_dir: Path, progress: bool = True) -> Path:
     """Create ``run_dir`` and train ``cfg`` (a dqn config) in it."""
     env = make_env(cfg, cfg.dqn.num_envs)  # a bad env id fails here, before a run directory exists
-    if (run_dir / CONFIG).exists():
-        raise UserError(f"{run_dir} already holds a run; continue it with `metaloop train --resume {run_dir}`")
-    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    (run_dir / "figures").mkdir(exist_ok=True)
-    cfg.save(run_dir / CONFIG)
+    create_run_dir(cfg, run_dir)
     return _run(cfg, run_dir, None, progress, env)
 
 

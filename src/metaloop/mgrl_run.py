@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from metaloop import checkpoint
+from metaloop.train import create_run_dir
 from metaloop.config import Config
 from metaloop.dqn_run import checkpoint_path, load_run, set_threads
 from metaloop.envs.gym_envs import make_vec_env
@@ -105,11 +106,7 @@ def _load_state(name: str, params, saved):
 def start(cfg: Config, run_dir: Path, progress: bool = True) -> Path:
     """Create ``run_dir`` and train ``cfg`` (an a2c or mgrl config) in it."""
     env = make_env(cfg, cfg.mgrl.num_envs)  # a bad env id fails here, before a run directory exists
-    if (run_dir / CONFIG).exists():
-        raise UserError(f"{run_dir} already holds a run; continue it with `metaloop train --resume {run_dir}`")
-    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    (run_dir / "figures").mkdir(exist_ok=True)
-    cfg.save(run_dir / CONFIG)
+    create_run_dir(cfg, run_dir)
     return _run(cfg, run_dir, None, progress, env)
 
 

@@ -42,7 +42,7 @@ def start(cfg: Config, run_dir: Path, progress: bool = True) -> Path:
 
         return train_rl.start(cfg, run_dir, progress)
     tasks = build.task_distribution(cfg)  # missing data fails here, before a run directory exists
-    distributed.from_rank0(_create, cfg, run_dir)
+    distributed.from_rank0(create_run_dir, cfg, run_dir)
     return _run(cfg, run_dir, None, progress, tasks)
 
 
@@ -56,7 +56,8 @@ def resume(run_dir: Path, progress: bool = True) -> Path:
     return _run(cfg, run_dir, state, progress)
 
 
-def _create(cfg: Config, run_dir: Path) -> None:
+def create_run_dir(cfg: Config, run_dir: Path) -> None:
+    """Make ``run_dir`` with its config.yaml, checkpoints/ and figures/; refuse one that holds a run."""
     if (run_dir / CONFIG).exists():
         raise UserError(f"{run_dir} already holds a run; continue it with `metaloop train --resume {run_dir}`")
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,7 @@ from metaloop.errors import ConfigError, DivergedError, UserError
 from metaloop.logging import MetricsLogger, Progress
 from metaloop.meta.maml_rl import MAMLRL
 from metaloop.nn.policies import policy_for
-from metaloop.train import _create, _load, checkpoint_path
+from metaloop.train import _load, checkpoint_path, create_run_dir
 
 
 def make_env(cfg: Config, oracle: bool | None = None):
@@ -50,7 +50,7 @@ def make_learner(cfg: Config, env, inner_steps: int | None = None, inner_lr: flo
 def start(cfg: Config, run_dir: Path, progress: bool = True) -> Path:
     _single_process()
     make_env(cfg)  # an unusable environment fails here, before a run directory exists
-    _create(cfg, run_dir)
+    create_run_dir(cfg, run_dir)
     return _run(cfg, run_dir, None, progress)
 
 
