@@ -13,6 +13,7 @@ and the baselines trained so far. RL runs are single-process (no ``--nproc``).
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -101,7 +102,7 @@ def _run(cfg: Config, run_dir: Path, state: dict | None, progress: bool) -> Path
             step += 1
             t0 = time.perf_counter()
             info = learner.meta_step(env.sample_tasks(cfg.train.meta_batch, generator), generator)
-            if not all(map(_finite, info.values())):
+            if not all(map(math.isfinite, info.values())):
                 raise DivergedError(f"meta-step {step} produced {info}; stopped, the last checkpoint is kept")
             if step % cfg.train.log_every == 0 or step == total:
                 logger.log(step, **info, seconds_per_step=time.perf_counter() - t0)
@@ -130,6 +131,3 @@ def _train_baseline(cfg: Config, name: str, env, progress: bool) -> dict:
     bar.close()
     return {k: v.detach().clone() for k, v in learner.policy.state_dict().items()}
 
-
-def _finite(x: float) -> bool:
-    return x == x and abs(x) != float("inf")

@@ -104,30 +104,33 @@ class MAMLRL(nn.Module):
         return params
 
     # ---- outer loop -------------------------------------------------------------------------
-    def _linearise(self, batch: MetaBatch, episodes: int | None = None) -> tuple[list, Params]:
+    def _linearise(self, batch: MetaBatch) -> tuple[list, Params]:
         """Replay the adaptation from θ, keeping each step's gradient graph for Jacobian products.
 
         Returns the steps [(θⱼ, ∇L(θⱼ))] and the adapted θ' as a fresh leaf. The Jacobian of
         θ' = θ_k is J = Π (I − α Hⱼ), Hⱼ the per-task Hessian of step j's inner loss (identity for
-        first-order MAML); J v and Jᵀ v are Hessian-vector products on the stored graphs. With
-        ``episodes`` the graphs (so the Hⱼ) use only each task's first ``episodes`` episodes, while
-        the points θⱼ and θ' stay those of the full data.
+        first-order MAML); J v and Jᵀ v are Hessian-vector products on the stored graphs.
         """
         params = detach(expand_tasks(named_params(self.policy), batch.tasks.shape[0]), requires_grad=True)
         steps = []
         for train, adv in zip(batch.train, batch.train_adv):
-            if self.first_order:
-                params = detach(self.inner_step(params, train, adv, create_graph=False), requires_grad=True)
-                continue
-            values = list(params.values())
-            sub = surrogate_loss(self.policy, params, train.head(episodes), adv[:, :episodes], self.estimator)
-            grads = torch.autograd.grad(sub.sum(), values, create_graph=True)
-            steps.append((params, grads))
-            if episodes is not None:
-                full = surrogate_loss(self.policy, params, train, adv, self.estimator)
-                grads = torch.autograd.grad(full.sum(), values)
-            params = detach(sgd_step(params, grads, self.inner_lr), requires_grad=True)
+            grads = None
+            if not self.first_order:
+                loss = surrogate_loss(self.policy, params, train, adv, self.estimator).sum()
+                grads = torch.autograd.grad(loss, list(params.values()), create_graph=True)
+                steps.append((params, grads))
+            params = detach(self.inner_step(params, train, adv, create_graph=False) if grads is None
+                            else sgd_step(params, grads, self.inner_lr), requires_grad=True)
         return steps, params
+
+    def _subsampled(self, steps: list, batch: MetaBatch, episodes: int) -> list:
+        """The same steps with gradient graphs of each task's first ``episodes`` episodes only, at the
+        same points θⱼ: the Hⱼ of a subsampled Fisher."""
+        subsampled = []
+        for (params, _), train, adv in zip(steps, batch.train, batch.train_adv):
+            loss = surrogate_loss(self.policy, params, train.head(episodes), adv[:, :episodes], self.estimator)
+            subsampled.append((params, torch.autograd.grad(loss.sum(), list(params.values()), create_graph=True)))
+        return subsampled
 
     def _jacobian_product(self, steps: list, v: Params, transpose: bool) -> Params:
         """J v (``transpose=False``) or Jᵀ v, per task; each factor (I − α Hⱼ) is symmetric."""
@@ -181,9 +184,10 @@ class MAMLRL(nn.Module):
         episodes = batch.valid.mask.shape[1]
         n = max(1, round(self.fisher_fraction * episodes))
         if n < episodes:  # TRPO's subsampled Fisher (Schulman et al. 2015, App. C); the gradient stays exact
-            steps, adapted = self._linearise(batch, n)
+            steps = self._subsampled(steps, batch, n)
         valid = batch.valid.head(n)
-        kl = _masked_task_mean(kl_divergence(_head(old, n), self.policy.distribution(adapted, valid.observations)),
+        old_n = _head(old, n)
+        kl = _masked_task_mean(kl_divergence(old_n, self.policy.distribution(adapted, valid.observations)),
                                valid.mask)
         kl_grads = torch.autograd.grad(kl, list(adapted.values()), create_graph=True)
 
