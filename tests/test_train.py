@@ -125,3 +125,21 @@ def test_validation_scores_are_logged_every_eval_every_steps(tmp_path):
 def test_eval_every_must_be_a_multiple_of_log_every():
     with pytest.raises(Exception, match="train.eval_every must be 0 or a multiple of train.log_every"):
         tiny("maml-sinusoid", "train.eval_every=7")
+
+
+def test_max_minutes_stops_with_a_checkpoint_and_each_resume_gets_a_new_budget(tmp_path, capsys):
+    budget = ["train.max_minutes=1e-9", "baseline.pretrain_steps=0"]  # spent after every first meta-step
+    run = train.start(tiny("maml-sinusoid", *budget), tmp_path / "r", progress=False)
+    assert final_state(run)["step"] == 1 and [s for s, _ in losses(run)] == [1]
+    assert "train.max_minutes=1e-09 reached at meta-step 1 of 30" in capsys.readouterr().err
+    train.resume(run, progress=False)
+    assert final_state(run)["step"] == 2 and [s for s, _ in losses(run)] == [1, 2]
+    whole = train.start(tiny("maml-sinusoid", "train.meta_steps=2", "baseline.pretrain_steps=0"), tmp_path / "w",
+                        progress=False)
+    a, b = final_state(whole)["learner"], final_state(run)["learner"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_max_minutes_must_not_be_negative():
+    with pytest.raises(UserError, match="train.max_minutes must be >= 0"):
+        tiny("maml-sinusoid", "train.max_minutes=-1")

@@ -86,3 +86,9 @@ def test_every_task_family_trains_and_evaluates(tmp_path, preset):
                                                "eval.tasks=2", "eval.episodes=2", "eval.max_steps=1"])
     result = evaluate(train.start(cfg, tmp_path / "run", progress=False))
     assert set(result["return_after_steps"]) == {"0", "1"} and "oracle" in result["baselines"]
+
+
+def test_max_minutes_stops_meta_training_and_still_trains_the_baselines(tmp_path):
+    run_dir = train.start(tiny("maml-nav2d", "train.max_minutes=1e-9"), tmp_path / "run", progress=False)
+    state = checkpoint.load(train.checkpoint_path(run_dir))
+    assert state["step"] == 1 and set(state["baselines"]) == {"pretrained", "oracle"}

@@ -67,6 +67,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     threads: int = 0  # torch intra-op threads; 0 leaves PyTorch's default
     eval_every: int = 0  # meta-steps between validation scores in metrics.jsonl (a multiple of log_every); 0 = none
+    max_minutes: float = 0.0  # wall-clock budget of one invocation's meta-training (then checkpoint, stop); 0 = none
 
 
 @dataclass
@@ -250,6 +251,7 @@ class Config:
             (self.train.lr_schedule in ("constant", "linear"), "train.lr_schedule must be 'constant' or 'linear'"),
             (self.train.outer_lr > 0, "train.outer_lr must be > 0"),
             (self.train.log_every >= 1 and self.train.checkpoint_every >= 1, "train.log_every and train.checkpoint_every must be >= 1"),
+            (self.train.max_minutes >= 0, "train.max_minutes must be >= 0 (0 = no budget)"),
             (self.eval.tasks >= 2 and self.eval.max_steps >= 0, "eval.tasks must be >= 2 and eval.max_steps >= 0"),
             (self.model.activation in ("relu", "tanh"), "model.activation must be 'relu' or 'tanh'"),
             (self.algo.inner_optimizer in ("sgd", "adam"), "algo.inner_optimizer must be 'sgd' or 'adam'"),
@@ -364,6 +366,11 @@ def _coerce(path: str, value: Any, hint) -> Any:
     elif hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 1e-9 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
     elif hint is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)

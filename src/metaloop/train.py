@@ -16,6 +16,7 @@ Under torchrun every rank runs this loop on its share of each meta-batch (see
 from __future__ import annotations
 
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -119,7 +120,7 @@ def _run(cfg: Config, run_dir: Path, state: dict | None, progress: bool, tasks=N
     try:
         if state is None and main:
             save()  # a run directory always holds a loadable checkpoint, from meta-step 0 on
-        t0, t_steps = time.perf_counter(), 0
+        t0, t_steps, budget = time.perf_counter(), 0, Budget(cfg.train.max_minutes)
         while step < total:
             step += 1
             for group in optimizer.param_groups:
@@ -137,7 +138,8 @@ def _run(cfg: Config, run_dir: Path, state: dict | None, progress: bool, tasks=N
             optimizer.step()
             window = (window[0] + loss, window[1] + 1)
             t_steps += 1
-            if step % cfg.train.log_every == 0 or step == total:
+            stop = budget.spent()
+            if step % cfg.train.log_every == 0 or step == total or stop:
                 if main:
                     elapsed = time.perf_counter() - t0
                     scores = validate(learner) if validate and step % cfg.train.eval_every == 0 else {}
@@ -145,8 +147,12 @@ def _run(cfg: Config, run_dir: Path, state: dict | None, progress: bool, tasks=N
                                tasks_per_s=t_steps * cfg.train.meta_batch / max(elapsed, 1e-9), **scores)
                     bar.update(step, loss=window[0] / window[1])
                 window, t0, t_steps = (0.0, 0), time.perf_counter(), 0
-            if main and (step % cfg.train.checkpoint_every == 0 or step == total):
+            if main and (step % cfg.train.checkpoint_every == 0 or step == total or stop):
                 save()
+            if stop:
+                if main:
+                    print(stop_message(step, cfg, run_dir), file=sys.stderr)
+                break
         bar.close()
         if main and cfg.baseline.pretrain_steps > 0 and (state is None or state.get("pretrained") is None):
             torch.manual_seed(cfg.seed + 1)
@@ -159,6 +165,24 @@ def _run(cfg: Config, run_dir: Path, state: dict | None, progress: bool, tasks=N
         if logger is not None:
             logger.close()
     return run_dir
+
+
+class Budget:
+    """The wall-clock budget of one invocation's meta-training (``train.max_minutes``, 0 = none).
+    Rank 0's clock decides for all ranks, so that they stop at the same meta-step."""
+
+    def __init__(self, minutes: float):
+        self.deadline = time.monotonic() + 60 * minutes if minutes > 0 else None
+
+    def spent(self) -> bool:
+        if self.deadline is None:
+            return False
+        return distributed.from_rank0(lambda: time.monotonic() >= self.deadline)
+
+
+def stop_message(step: int, cfg: Config, run_dir: Path) -> str:
+    return (f"train.max_minutes={cfg.train.max_minutes:g} reached at meta-step {step} of {cfg.train.meta_steps}; "
+            f"checkpoint saved, `metaloop train --resume {run_dir}` continues")
 
 
 def _validation(cfg: Config):

@@ -14,6 +14,7 @@ and the baselines trained so far. RL runs are single-process (no ``--nproc``).
 from __future__ import annotations
 
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from metaloop.errors import ConfigError, DivergedError, UserError
 from metaloop.logging import MetricsLogger, Progress
 from metaloop.meta.maml_rl import MAMLRL
 from metaloop.nn.policies import policy_for
-from metaloop.train import _load, checkpoint_path, create_run_dir
+from metaloop.train import Budget, _load, checkpoint_path, create_run_dir, stop_message
 
 
 def make_env(cfg: Config, oracle: bool | None = None):
@@ -98,17 +99,22 @@ def _run(cfg: Config, run_dir: Path, state: dict | None, progress: bool) -> Path
     try:
         if state is None:
             save()
+        budget = Budget(cfg.train.max_minutes)
         while step < total:
             step += 1
             t0 = time.perf_counter()
             info = learner.meta_step(env.sample_tasks(cfg.train.meta_batch, generator), generator)
             if not all(map(math.isfinite, info.values())):
                 raise DivergedError(f"meta-step {step} produced {info}; stopped, the last checkpoint is kept")
-            if step % cfg.train.log_every == 0 or step == total:
+            stop = budget.spent()
+            if step % cfg.train.log_every == 0 or step == total or stop:
                 logger.log(step, **info, seconds_per_step=time.perf_counter() - t0)
                 bar.update(step, after=info["return_after"])
-            if step % cfg.train.checkpoint_every == 0 or step == total:
+            if step % cfg.train.checkpoint_every == 0 or step == total or stop:
                 save()
+            if stop:
+                print(stop_message(step, cfg, run_dir), file=sys.stderr)
+                break
         bar.close()
         for name, oracle in (("pretrained", False), ("oracle", True)):
             if cfg.baseline.pretrain_steps > 0 and name not in baselines:
