@@ -76,18 +76,23 @@ def test_subsampled_fisher_keeps_the_exact_gradient():
 
 def test_meta_training_on_bandits_learns_to_adapt():
     """A learning threshold with fixed seeds: after a few MAML-TRPO steps on 5-armed bandits the
-    one-step-adapted return beats the untrained policy's adapted return."""
-    torch.manual_seed(0)
-    env = BernoulliBandit(arms=5, horizon=10)
-    learner = MAMLRL(policy_for(env, (32,)), env, inner_lr=0.5, episodes=10, max_kl=0.05)
-    test = env.sample_tasks(100, torch.Generator().manual_seed(1))
-    before = learner.adaptation_returns(test, 1, torch.Generator().manual_seed(2)).mean(1)
-    g = torch.Generator().manual_seed(0)
-    for _ in range(15):
-        learner.meta_step(env.sample_tasks(20, g), g)
-    after = learner.adaptation_returns(test, 1, torch.Generator().manual_seed(2)).mean(1)
-    assert after[1] > before[1] + 0.4, (before, after)
-    assert after[1] > after[0]  # and it does adapt
+    one-step-adapted return beats the untrained policy's adapted return. Averaged over three training
+    seeds (single seeds gain +0.4 to +2.0 over the untrained policy's 5.6-6.2 on 100 test bandits)."""
+    gains, adapts = [], []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        env = BernoulliBandit(arms=5, horizon=10)
+        learner = MAMLRL(policy_for(env, (32,)), env, inner_lr=0.5, episodes=10, max_kl=0.05)
+        test = env.sample_tasks(100, torch.Generator().manual_seed(1))
+        before = learner.adaptation_returns(test, 1, torch.Generator().manual_seed(2)).mean(1)
+        g = torch.Generator().manual_seed(seed)
+        for _ in range(15):
+            learner.meta_step(env.sample_tasks(20, g), g)
+        after = learner.adaptation_returns(test, 1, torch.Generator().manual_seed(2)).mean(1)
+        gains.append((after[1] - before[1]).item())
+        adapts.append((after[1] - after[0]).item())
+    assert sum(gains) / 3 > 0.6, gains
+    assert min(adapts) > 0.5, adapts  # and it does adapt
 
 
 def test_adaptation_returns_shape_and_determinism():
