@@ -21,7 +21,8 @@ ALGORITHMS = ("maml", "fomaml", "metasgd", "reptile", "imaml", "dqn", "a2c", "mg
 
 SUPERVISED_TASKS = ("sinusoid", "omniglot")
 RL_TASKS = ("nav2d", "cheetah-vel", "cheetah-dir", "ant-vel", "ant-dir", "bandit", "tabular")
-TASKS = SUPERVISED_TASKS + RL_TASKS
+DQN_TASKS = ("cartpole-family",)  # value-based task families: DQN is the inner loop (metaloop.dqn_meta_run)
+TASKS = SUPERVISED_TASKS + RL_TASKS + DQN_TASKS
 
 
 @dataclass
@@ -172,6 +173,28 @@ class DQNConfig:
 
 
 @dataclass
+class DQNMetaConfig:
+    """DQN as the inner loop of Reptile / first-order MAML (task.name = cartpole-family). The inner
+    DQN's own hyper-parameters are the dqn.* keys (batch_size, lr, gamma, target_update, eps_*, ...);
+    steps count environment steps per task."""
+
+    adapt_steps: int = 1000  # K: env steps per task of one inner loop during meta-training
+    envs_per_task: int = 4  # episodes per task stepped side by side
+    query_steps: int = 200  # fomaml: fresh env steps per task with θ'_i for the outer gradient
+    eval_budgets: tuple[int, ...] = (0, 250, 500, 1000, 2000)  # adaptation env steps at which test returns are measured
+    eval_episodes: int = 4  # greedy episodes per task for each measured return
+
+    def checks(self) -> list[tuple[bool, str]]:
+        return [
+            (self.adapt_steps >= 1 and self.envs_per_task >= 1 and self.query_steps >= 1,
+             "dqn_meta.adapt_steps, dqn_meta.envs_per_task and dqn_meta.query_steps must be >= 1"),
+            (len(self.eval_budgets) >= 1 and min(self.eval_budgets) >= 0,
+             "dqn_meta.eval_budgets must be env-step counts >= 0"),
+            (self.eval_episodes >= 1, "dqn_meta.eval_episodes must be >= 1"),
+        ]
+
+
+@dataclass
 class MGRLConfig:
     """Synchronous actor-critic with λ-returns (algo.name = a2c: γ, λ fixed) and its meta-gradient
     tuning of γ and λ online (algo.name = mgrl; Xu et al. 2018). Steps count agent steps summed
@@ -233,6 +256,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     dqn: DQNConfig = field(default_factory=DQNConfig)
     mgrl: MGRLConfig = field(default_factory=MGRLConfig)
+    dqn_meta: DQNMetaConfig = field(default_factory=DQNMetaConfig)
 
     def validate(self) -> "Config":
         checks = [
@@ -272,6 +296,10 @@ class Config:
         ]
         if self.algo.name == "dqn":
             checks += self.dqn.checks()
+        if self.task.name in DQN_TASKS:
+            checks += [(self.algo.name in ("reptile", "fomaml"), "DQN task families run with algo.name reptile or fomaml"),
+                       (self.dqn.optimizer == "adam", "the batched inner DQN uses Adam: set dqn.optimizer=adam")]
+            checks += self.dqn.checks() + self.dqn_meta.checks()
         if self.algo.name in ("a2c", "mgrl"):
             checks += self.mgrl.checks()
         for ok, message in checks:

@@ -31,7 +31,7 @@ from metaloop.train import create_run_dir
 from metaloop.config import Config
 from metaloop.envs.gym_envs import make_vec_env
 from metaloop.errors import DivergedError, UserError
-from metaloop.learners.dqn import (dqn_loss, linear_epsilon, make_optimizer, mlp_q_regression_grads,
+from metaloop.learners.dqn import (crossed, dqn_loss, linear_epsilon, make_optimizer, mlp_q_regression_grads,
                                    q_regression_loss, td_target)
 from metaloop.logging import METRICS, MetricsLogger, Progress, read_metrics
 from metaloop.nn.qnets import QNetwork, mlp_layers, numpy_q_function, q_network
@@ -188,11 +188,6 @@ def resume(run_dir: Path, progress: bool = True) -> Path:
     return _run(cfg, run_dir, state, progress, make_env(cfg, cfg.dqn.num_envs))
 
 
-def _crossed(step: int, width: int, every: int) -> bool:
-    """Whether the batch step that ended at ``step`` (``width`` agent steps) passed a multiple of ``every``."""
-    return every > 0 and step // every != (step - width) // every
-
-
 def _run(cfg: Config, run_dir: Path, state: dict | None, progress: bool, env) -> Path:
     d = cfg.dqn
     set_threads(cfg)
@@ -239,15 +234,15 @@ def _run(cfg: Config, run_dir: Path, state: dict | None, progress: bool, env) ->
             returns += out.episode_returns
             lengths += out.episode_lengths
             step += d.num_envs
-            if _crossed(step, d.num_envs, d.target_update):
+            if crossed(step, d.num_envs, d.target_update):
                 agent.sync_target()
-            if step > d.learning_starts and _crossed(step, d.num_envs, d.train_freq):
+            if step > d.learning_starts and crossed(step, d.num_envs, d.train_freq):
                 losses += agent.train_phase(replay.sample(d.gradient_steps, d.batch_size, rng))
                 q = acting_q_function(net)
                 if not math.isfinite(losses[-1]):
                     raise DivergedError(f"DQN loss is {losses[-1]} at step {step}; stopped, the last checkpoint is kept")
-            at_checkpoint = _crossed(step, d.num_envs, d.checkpoint_every) or step >= d.total_steps
-            if _crossed(step, d.num_envs, d.log_every) or at_checkpoint:
+            at_checkpoint = crossed(step, d.num_envs, d.checkpoint_every) or step >= d.total_steps
+            if crossed(step, d.num_envs, d.log_every) or at_checkpoint:
                 elapsed = time.perf_counter() - t0
                 row = {"epsilon": epsilon, "steps_per_s": (step - t_step) / max(elapsed, 1e-9)}
                 if losses:
@@ -258,7 +253,7 @@ def _run(cfg: Config, run_dir: Path, state: dict | None, progress: bool, env) ->
                 logger.log(step, **row)
                 bar.update(step, **({"return": row["episode_return"]} if returns else {}))
                 losses, returns, lengths, t0, t_step = [], [], [], time.perf_counter(), step
-            if _crossed(step, d.num_envs, d.eval_every) or (d.eval_every and step >= d.total_steps):
+            if crossed(step, d.num_envs, d.eval_every) or (d.eval_every and step >= d.total_steps):
                 result = evaluate_net(cfg, net, d.eval_episodes, d.eval_epsilon, seed=cfg.seed + EVAL_SEED_OFFSET + step)
                 logger.log(step, eval_return=result["return_mean"], eval_return_std=result["return_std"])
                 t0 = time.perf_counter()  # evaluation time is not training throughput

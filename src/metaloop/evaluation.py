@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from metaloop import build, checkpoint
-from metaloop.config import RL_TASKS, Config
+from metaloop.config import DQN_TASKS, RL_TASKS, Config
 from metaloop.errors import UserError
 from metaloop.meta import MetaLearner
 from metaloop.tasks import TaskBatch
@@ -80,6 +80,10 @@ def evaluate(run_dir: Path) -> dict:
     ``metric`` "return" with ``return_after_steps`` / ``return_stderr`` (:mod:`metaloop.evaluation_rl`).
     """
     cfg, state = load_run(run_dir)
+    if cfg.task.name in DQN_TASKS:
+        from metaloop import dqn_meta_run
+
+        return dqn_meta_run.evaluate(run_dir)
     if cfg.task.name in RL_TASKS:
         from metaloop.evaluation_rl import evaluate_rl
 
@@ -104,6 +108,10 @@ def _evaluate_supervised(cfg: Config, state: dict) -> dict:
 
 def format_table(result: dict, steps=(0, 1, 5, 10)) -> str:
     """The evaluation as a text table: the given steps and the last one evaluated."""
+    if "budgets" in result:  # a DQN-inner-loop run: adaptation budgets in env steps
+        from metaloop.dqn_meta_run import format_table as dqn_meta_table
+
+        return dqn_meta_table(result)
     metric = result.get("metric", "mse")
     means, errors = f"{metric}_after_steps", error_key(metric)
     last = max(map(int, result[means]))

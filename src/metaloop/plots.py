@@ -13,7 +13,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 import torch  # noqa: E402
 
 from metaloop import build  # noqa: E402
-from metaloop.config import RL_TASKS  # noqa: E402
+from metaloop.config import DQN_TASKS, RL_TASKS  # noqa: E402
 from metaloop.evaluation import EVAL_JSON, error_key, evaluate, learners_of, load_run  # noqa: E402
 from metaloop.functional import detach, expand_tasks  # noqa: E402
 from metaloop.logging import METRICS, read_metrics  # noqa: E402
@@ -25,6 +25,10 @@ ALGO_COLOR = "tab:blue"
 def plot_run(run_dir: Path) -> list[Path]:
     """(Re)draw every figure of ``run_dir`` into ``run_dir/figures``; returns the files written."""
     cfg, state = load_run(run_dir)
+    if cfg.task.name in DQN_TASKS:
+        from metaloop import dqn_meta_run
+
+        return dqn_meta_run.plot(run_dir)
     out = run_dir / "figures"
     out.mkdir(exist_ok=True)
     result = json.loads((run_dir / EVAL_JSON).read_text()) if (run_dir / EVAL_JSON).is_file() else evaluate(run_dir)

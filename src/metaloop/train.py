@@ -24,7 +24,7 @@ import torch
 
 from metaloop import build, checkpoint, distributed
 from metaloop.baselines import pretrain_jointly
-from metaloop.config import RL_TASKS, Config
+from metaloop.config import DQN_TASKS, RL_TASKS, Config
 from metaloop.errors import DivergedError, UserError
 from metaloop.logging import MetricsLogger, Progress
 from metaloop.tasks import TaskBatch
@@ -38,6 +38,10 @@ def checkpoint_path(run_dir: Path) -> Path:
 
 def start(cfg: Config, run_dir: Path, progress: bool = True) -> Path:
     """Create ``run_dir`` and meta-train ``cfg`` in it."""
+    if cfg.task.name in DQN_TASKS:
+        from metaloop import dqn_meta_run
+
+        return dqn_meta_run.start(cfg, run_dir, progress)
     if cfg.task.name in RL_TASKS:
         from metaloop import train_rl
 
@@ -49,7 +53,12 @@ def start(cfg: Config, run_dir: Path, progress: bool = True) -> Path:
 
 def resume(run_dir: Path, progress: bool = True) -> Path:
     """Continue the run in ``run_dir`` from its last checkpoint (with any number of ranks)."""
-    if (run_dir / CONFIG).is_file() and Config.load(run_dir / CONFIG).task.name in RL_TASKS:
+    task = Config.load(run_dir / CONFIG).task.name if (run_dir / CONFIG).is_file() else None
+    if task in DQN_TASKS:
+        from metaloop import dqn_meta_run
+
+        return dqn_meta_run.resume(run_dir, progress)
+    if task in RL_TASKS:
         from metaloop import train_rl
 
         return train_rl.resume(run_dir, progress)

@@ -101,6 +101,11 @@ def q_regression_loss(model: nn.Module, params: Params, o_tm1: Tensor, a_tm1: Te
     return huber(y_t - q_tm1, huber_delta).mean()
 
 
+def crossed(step: int, width: int, every: int) -> bool:
+    """Whether the batch step that ended at ``step`` (``width`` agent steps) passed a multiple of ``every``."""
+    return every > 0 and step // every != (step - width) // every
+
+
 def linear_epsilon(step: int, start: float, end: float, duration: int) -> float:
     """ε decays linearly from ``start`` to ``end`` over the first ``duration`` steps, then stays."""
     if step >= duration:

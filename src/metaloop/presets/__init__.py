@@ -6,10 +6,10 @@ import difflib
 
 from metaloop.config import Config, set_value
 from metaloop.errors import ConfigError
-from metaloop.presets import dqn, mgrl, omniglot, rl, sinusoid
+from metaloop.presets import dqn, dqn_meta, mgrl, omniglot, rl, sinusoid
 
 PRESETS: dict[str, tuple[str, dict]] = {**sinusoid.PRESETS, **omniglot.PRESETS, **rl.PRESETS, **dqn.PRESETS,
-                                      **mgrl.PRESETS}
+                                      **mgrl.PRESETS, **dqn_meta.PRESETS}
 
 
 def get_preset(name: str) -> Config:
