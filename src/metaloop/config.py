@@ -183,9 +183,11 @@ class DQNMetaConfig:
     query_steps: int = 200  # fomaml: fresh env steps per task with θ'_i for the outer gradient
     eval_budgets: tuple[int, ...] = (0, 250, 500, 1000, 2000)  # adaptation env steps at which test returns are measured
     eval_episodes: int = 4  # greedy episodes per task for each measured return
+    pretrain_target_update: int = 500  # joint pretraining (a long DQN run, lr baseline.pretrain_lr): env steps between θ⁻ copies
 
     def checks(self) -> list[tuple[bool, str]]:
         return [
+            (self.pretrain_target_update >= 1, "dqn_meta.pretrain_target_update must be >= 1"),
             (self.adapt_steps >= 1 and self.envs_per_task >= 1 and self.query_steps >= 1,
              "dqn_meta.adapt_steps, dqn_meta.envs_per_task and dqn_meta.query_steps must be >= 1"),
             (len(self.eval_budgets) >= 1 and min(self.eval_budgets) >= 0,

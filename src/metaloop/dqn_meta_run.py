@@ -20,6 +20,7 @@ checkpoint continues with exactly the numbers of an uninterrupted run.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
@@ -172,11 +173,18 @@ def validation_return(cfg: Config, net: QNetwork, env, hp: InnerDQN) -> float:
 
 
 def pretrain_jointly(cfg: Config, env, hp: InnerDQN) -> dict:
-    """The pretrained baseline: one Q-network trained by the same DQN for ``baseline.pretrain_steps``
-    env steps on episodes that each draw a fresh task of the family (no adaptation, no task identity)."""
+    """The pretrained baseline: one Q-network trained by DQN for ``baseline.pretrain_steps`` env steps on
+    episodes that each draw a fresh task of the family (no adaptation, no task identity).
+
+    The inner loop's settings, except the step size (``baseline.pretrain_lr``) and the target period
+    (``dqn_meta.pretrain_target_update``): a long run with the inner loop's short target period of 100
+    steps diverged (Q ≈ 300 at the start state, above the bound 1/(1 − γ) = 100), which would make
+    the baseline a straw man; with 500 its values stay near the mixture's ~30.
+    """
     torch.manual_seed(cfg.seed + 1)
     net = make_net(cfg, env)
     start = expand_tasks({k: v.detach() for k, v in net.named_parameters()}, 1)
+    hp = dataclasses.replace(hp, lr=cfg.baseline.pretrain_lr, target_update=cfg.dqn_meta.pretrain_target_update)
     params, _, _ = adapt(net, start, None, env, cfg.baseline.pretrain_steps, hp,
                          _generator(cfg.seed + 1, 0), num_tasks=1)
     return {k: v[0].clone() for k, v in params.items()}
