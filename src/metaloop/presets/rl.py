@@ -13,7 +13,15 @@ iterations as MAML.
   Deviation: Fisher-vector products on 20% of each task's episodes (``rl.fisher_fraction``; TRPO
   App. C subsamples the same way), 4× cheaper per meta-step; the gradient stays exact and the line
   search checks the exact KL. ``--set rl.fisher_fraction=1`` restores the paper's exact products.
-- Locomotion: 2 × 64 policy (anchors), meta-batch 40, horizon 200, inner step size 0.1.
+- Locomotion: the settings of the checkpoints behind the paper's figures, as the test scripts of
+  cbfinn/maml_rl name them (``maml_examples/test_maml_{cheetah,cheetah_direc,ant,ant_direc}.py``:
+  ``maml1_fbs<episodes>_mbs40_flr_0.1_mlr<max KL>/itr_<meta-steps>``): 2 × 100 ReLU policy (the
+  paper's §5.3 and its code; shared/anchors.md and pytorch-maml-rl say 2 × 64), meta-batch 40,
+  horizon 200, inner step 0.1, and per family
+  cheetah-vel 10 episodes, KL 0.01, 475 meta-steps; cheetah-dir 20 episodes, KL 0.02, 100;
+  ant-vel 20, 0.01, 375; ant-dir 40, 0.01, 575. Test: 20 episodes per step (batch 4000 of 200-step
+  paths). Deviation: both baselines fine-tune at 0.1; the paper tuned theirs per family
+  (pretrained 0.02–0.2, random init 0.1–1.0).
 """
 
 _COMMON = {"algo.inner_steps": 1, "rl.episodes": 20, "eval.tasks": 40, "eval.max_steps": 3, "eval.episodes": 40,
@@ -25,10 +33,10 @@ _NAV = {**_COMMON, "task.name": "nav2d", "model.hidden": (100, 100), "algo.inner
         "baseline.pretrain_steps": 100}
 
 
-def _locomotion(task: str, steps: int) -> dict:
-    return {**_COMMON, "task.name": task, "model.hidden": (64, 64), "algo.inner_lr": 0.1,
-            "baseline.finetune_lr": 0.1, "train.meta_batch": 40, "train.meta_steps": steps,
-            "baseline.pretrain_steps": steps}
+def _locomotion(task: str, episodes: int, max_kl: float, steps: int) -> dict:
+    return {**_COMMON, "task.name": task, "model.hidden": (100, 100), "algo.inner_lr": 0.1, "rl.episodes": episodes,
+            "rl.max_kl": max_kl, "eval.episodes": 20, "baseline.finetune_lr": 0.1, "train.meta_batch": 40,
+            "train.meta_steps": steps, "baseline.pretrain_steps": steps}
 
 
 # Small discrete families for quick experiments (no paper numbers; our settings): 5-armed Bernoulli
@@ -36,8 +44,11 @@ def _locomotion(task: str, steps: int) -> dict:
 _SMALL = {**_COMMON, "model.hidden": (32, 32), "algo.inner_lr": 0.5, "baseline.finetune_lr": 0.5,
           "train.meta_batch": 20, "train.meta_steps": 100, "baseline.pretrain_steps": 100, "rl.max_kl": 0.05}
 
-_LOCOMOTION = {"cheetah-vel": "half-cheetah, goal velocity U[0, 2]", "cheetah-dir": "half-cheetah, direction ±1",
-               "ant-vel": "ant, goal velocity U[0, 3]", "ant-dir": "ant, direction ±1"}
+_LOCOMOTION = {  # title, (episodes per task, max KL, meta-steps) of the paper's checkpoints
+    "cheetah-vel": ("half-cheetah, goal velocity U[0, 2]", (10, 0.01, 475)),
+    "cheetah-dir": ("half-cheetah, direction ±1", (20, 0.02, 100)),
+    "ant-vel": ("ant, goal velocity U[0, 3]", (20, 0.01, 375)),
+    "ant-dir": ("ant, direction ±1", (40, 0.01, 575))}
 
 PRESETS = {
     "maml-nav2d": ("MAML-TRPO on 2D navigation (paper settings, with pretrained / random / oracle baselines)",
@@ -55,6 +66,6 @@ PRESETS = {
     "maml-tabular": ("MAML-TRPO on random 5-state, 5-action MDPs (a quick check; our settings)",
                      {**_SMALL, "task.name": "tabular", "algo.name": "maml"}),
     **{f"maml-{task}": (f"MAML-TRPO on {title} (paper settings; MuJoCo, slow on CPU)",
-                        {**_locomotion(task, 500), "algo.name": "maml"})
-       for task, title in _LOCOMOTION.items()},
+                        {**_locomotion(task, *settings), "algo.name": "maml"})
+       for task, (title, settings) in _LOCOMOTION.items()},
 }
