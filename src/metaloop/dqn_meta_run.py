@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from metaloop import build, checkpoint
+from metaloop import build, checkpoint, distributed
 from metaloop.config import Config
 from metaloop.dqn_run import load_run, set_threads
 from metaloop.envs.cartpole_family import CartPoleFamily
@@ -67,12 +67,19 @@ def _generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + step)
 
 
+def _single_process() -> None:
+    if distributed.world_size() > 1:
+        raise UserError("DQN task families meta-train in one process (the tasks are already one batch); drop --nproc")
+
+
 def start(cfg: Config, run_dir: Path, progress: bool = True) -> Path:
+    _single_process()
     create_run_dir(cfg, run_dir)
     return _run(cfg, run_dir, None, progress)
 
 
 def resume(run_dir: Path, progress: bool = True) -> Path:
+    _single_process()
     cfg, state = load_run(run_dir)
     return _run(cfg, run_dir, state, progress)
 

@@ -46,22 +46,25 @@ def one_task(batch, i):
     return Transitions(*(getattr(batch, f)[i] for f in Transitions.__dataclass_fields__))
 
 
-def per_task_grads(net, params, batch, target, gamma):
+def per_task_grads(net, params, batch, target, gamma, double=False):
     """The reference: autograd on dqn_loss, one task at a time."""
     out = []
     for i in range(TASKS):
         p = {k: v[i].clone().requires_grad_(True) for k, v in params.items()}
-        loss = dqn_loss(net, p, one_task(batch, i), {k: v[i] for k, v in target.items()}, gamma)
+        loss = dqn_loss(net, p, one_task(batch, i), {k: v[i] for k, v in target.items()}, gamma, double=double)
         out.append(dict(zip(p, torch.autograd.grad(loss, list(p.values())))))
     return {k: torch.stack([o[k] for o in out]) for k in params}
 
 
-def test_batched_gradients_equal_a_per_task_loop_of_dqn_loss():
+@pytest.mark.parametrize("double", [False, True])
+def test_batched_gradients_equal_a_per_task_loop_of_dqn_loss(double):
     net = tiny_net()
     params, target, batch = task_params(net, 1), task_params(net, 2), task_batch()
-    reference = per_task_grads(net, params, batch, target, 0.9)
-    by_vmap = dqn_grads_tasks(net, params, batch, target, 0.9)
-    by_hand = task_dqn_gradient(net, 0.9)(params, batch, target)
+    reference = per_task_grads(net, params, batch, target, 0.9, double)
+    by_vmap = dqn_grads_tasks(net, params, batch, target, 0.9, double)
+    by_hand = task_dqn_gradient(net, 0.9, double)(params, batch, target)
+    if double:  # the online net's argmax differs from the target's somewhere: the switch is exercised
+        assert not torch.equal(reference["torso.0.weight"], per_task_grads(net, params, batch, target, 0.9)["torso.0.weight"])
     for k in params:
         assert reference[k].abs().max() > 1e-3, k  # the Huber clip and the ReLUs leave real gradient
         torch.testing.assert_close(by_vmap[k], reference[k], rtol=1e-10, atol=1e-12)

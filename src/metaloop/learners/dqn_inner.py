@@ -122,16 +122,22 @@ def mlp_q_tasks(layers: list[tuple[Tensor, Tensor]], x: Tensor) -> Tensor:
 
 
 def mlp_dqn_grads_tasks(layers: list[tuple[Tensor, Tensor]], target_layers: list[tuple[Tensor, Tensor]],
-                        batch: Transitions, gamma: float, huber_delta: float = 1.0) -> list[Tensor]:
+                        batch: Transitions, gamma: float, huber_delta: float = 1.0, double: bool = False) -> list[Tensor]:
     """:func:`dqn_grads_tasks` for a ReLU MLP by hand, batched over tasks: ``[∂W_1, ∂b_1, ...]``.
 
     :func:`~metaloop.learners.dqn.mlp_q_regression_grads` with a leading task axis (``bmm`` for
-    ``mm``), and the target ``y = r + γ (1 − terminated) max_a Q(o_t, a; θ⁻_i)``: the same numbers as
-    ``vmap(grad(dqn_loss))`` (tested) at a fraction of its cost on small nets.
+    ``mm``), and the target ``y = r + γ (1 − terminated) max_a Q(o_t, a; θ⁻_i)`` (Double DQN:
+    ``Q(o_t, argmax_a Q(o_t, a; θ_i); θ⁻_i)``): the same numbers as ``vmap(grad(dqn_loss))`` (tested)
+    at a fraction of its cost on small nets.
     """
     with torch.no_grad():
         discount_t = gamma * (~batch.terminated_t).to(batch.r_t.dtype)
-        y_t = batch.r_t + discount_t * mlp_q_tasks(target_layers, batch.o_t).max(-1).values
+        q_t = mlp_q_tasks(target_layers, batch.o_t)
+        if double:
+            bootstrap = q_t.gather(-1, mlp_q_tasks(layers, batch.o_t).argmax(-1, keepdim=True)).squeeze(-1)
+        else:
+            bootstrap = q_t.max(-1).values
+        y_t = batch.r_t + discount_t * bootstrap
         h = [batch.o_tm1]
         for i, (w, b) in enumerate(layers):
             z = torch.baddbmm(b.unsqueeze(1), h[-1], w.transpose(1, 2))
@@ -158,15 +164,15 @@ def task_q_function(model: nn.Module):
 
 
 def task_dqn_gradient(model: nn.Module, gamma: float, double: bool = False, huber_delta: float = 1.0):
-    """``f(params, batch, target_params) -> {name: ∇θ_i}``: :func:`mlp_dqn_grads_tasks` for a plain MLP
-    without Double DQN, :func:`dqn_grads_tasks` otherwise."""
+    """``f(params, batch, target_params) -> {name: ∇θ_i}``: :func:`mlp_dqn_grads_tasks` for a plain MLP,
+    :func:`dqn_grads_tasks` otherwise."""
     names = mlp_layer_names(model)
-    if names is None or double:
+    if names is None:
         return lambda p, b, t: dqn_grads_tasks(model, p, b, t, gamma, double, huber_delta)
 
     def by_hand(p: Params, b: Transitions, t: Params) -> Params:
         grads = mlp_dqn_grads_tasks([(p[w], p[c]) for w, c in names], [(t[w], t[c]) for w, c in names], b,
-                                    gamma, huber_delta)
+                                    gamma, huber_delta, double)
         return dict(zip([n for pair in names for n in pair], grads))
 
     return by_hand
@@ -209,8 +215,9 @@ def adapt(model: nn.Module, params: Params, tasks: Tensor, env, env_steps: int, 
     initialisation); tasks: ``(tasks, task_dim)``, or None with ``num_tasks`` rows of
     environments that each draw a fresh task every episode (joint pretraining on the family).
     Returns the adapted θ'_i, the target θ⁻_i, and ``info`` with ``returns`` (greedy return per
-    task after each of ``measure_at`` env steps, ``{steps: (tasks,)}``) and ``episode_return``
-    (mean return of the ε-greedy training episodes that ended).
+    task after each of ``measure_at`` env steps, ``{steps: (tasks,)}``; needs ``tasks``) and
+    ``episode_return`` (mean return of the ε-greedy training episodes that ended). The greedy
+    episodes run in an environment of their own, so measuring does not change the training stream.
     """
     params = {k: v.detach().clone() for k, v in params.items()}
     target = detach(params)
@@ -256,5 +263,4 @@ def adapt(model: nn.Module, params: Params, tasks: Tensor, env, env_steps: int, 
         measure_until(step)
     measure_until(step)
     info["episode_return"] = finished / episodes if episodes else float("nan")
-    info["replay"] = replay
     return params, target, info
