@@ -30,7 +30,12 @@ from metaloop.envs.cartpole_family import CartPoleFamily
 from metaloop.functional import expand_tasks
 from metaloop.learners.adam import AdamState, adam_step
 from metaloop.learners.dqn import dqn_loss
-from metaloop.learners.dqn_inner import InnerDQN, adapt, dqn_grads_tasks, task_dqn_gradient
+from metaloop.learners.dqn_inner import (
+    InnerDQN,
+    adapt,
+    dqn_grads_tasks,
+    task_dqn_gradient,
+)
 from metaloop.nn.qnets import mlp
 from metaloop.rl.replay import Transitions
 
