@@ -217,7 +217,8 @@ def adapt(model: nn.Module, params: Params, tasks: Tensor, env, env_steps: int, 
     Returns the adapted θ'_i, the target θ⁻_i, and ``info`` with ``returns`` (greedy return per
     task after each of ``measure_at`` env steps, ``{steps: (tasks,)}``; needs ``tasks``) and
     ``episode_return`` (mean return of the ε-greedy training episodes that ended). The greedy
-    episodes run in an environment of their own, so measuring does not change the training stream.
+    episodes run in an environment of their own (training episodes go on where they were); each
+    measurement draws one seed from ``generator``, so the same ``measure_at`` gives the same run.
     """
     params = {k: v.detach().clone() for k, v in params.items()}
     target = detach(params)
