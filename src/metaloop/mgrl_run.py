@@ -36,6 +36,7 @@ from metaloop.envs.gym_envs import make_vec_env
 from metaloop.errors import ConfigError, DivergedError, UserError
 from metaloop.learners import actor_critic as ac
 from metaloop.learners.adam import AdamState
+from metaloop.learners.dqn import crossed
 from metaloop.logging import METRICS, MetricsLogger, Progress, read_metrics
 from metaloop.meta.mgrl import MGRL
 from metaloop.nn.actor_critic import ActorCriticNet
@@ -172,8 +173,8 @@ def _run(cfg: Config, run_dir: Path, state: dict | None, progress: bool, env) ->
             recent.extend(finished)
             if not math.isfinite(window["loss"][-1]):
                 raise DivergedError(f"actor-critic loss is {window['loss'][-1]} at step {step}; the last checkpoint is kept")
-            at_checkpoint = _crossed(step, width, m.checkpoint_every) or step >= m.total_steps
-            if _crossed(step, width, m.log_every) or at_checkpoint:
+            at_checkpoint = crossed(step, width, m.checkpoint_every) or step >= m.total_steps
+            if crossed(step, width, m.log_every) or at_checkpoint:
                 gamma, lam = (x.item() for x in agent.gamma_lambda())
                 row = {k: float(np.mean(v)) for k, v in window.items()}
                 row.update(gamma=gamma, lam=lam, steps_per_s=(step - t_step) / max(time.perf_counter() - t0, 1e-9))
@@ -192,10 +193,6 @@ def _run(cfg: Config, run_dir: Path, state: dict | None, progress: bool, env) ->
         logger.close()
         env.close()
     return run_dir
-
-
-def _crossed(step: int, width: int, every: int) -> bool:
-    return every > 0 and step // every != (step - width) // every
 
 
 def evaluate_policy(cfg: Config, net: ActorCriticNet, params, eta_in, episodes: int, seed: int) -> list[float]:
