@@ -75,6 +75,12 @@ def process_group(timeout: datetime.timedelta = TIMEOUT):
         time.sleep(0.2)
 
 
+def single_process(what: str) -> None:
+    """Refuse a multi-process launch for a runner that has no multi-process path (``what`` says why)."""
+    if world_size() > 1:
+        raise UserError(f"{what}; drop --nproc / torchrun")
+
+
 def share(n: int) -> tuple[int, int]:
     """This rank's contiguous slice ``start:stop`` of ``n`` tasks; sizes differ by at most one."""
     r, w = rank(), world_size()

@@ -67,19 +67,14 @@ def _generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + step)
 
 
-def _single_process() -> None:
-    if distributed.world_size() > 1:
-        raise UserError("DQN task families meta-train in one process (the tasks are already one batch); drop --nproc")
-
-
 def start(cfg: Config, run_dir: Path, progress: bool = True) -> Path:
-    _single_process()
+    distributed.single_process("DQN task families meta-train in one process (the tasks are already one batch)")
     create_run_dir(cfg, run_dir)
     return _run(cfg, run_dir, None, progress)
 
 
 def resume(run_dir: Path, progress: bool = True) -> Path:
-    _single_process()
+    distributed.single_process("DQN task families meta-train in one process (the tasks are already one batch)")
     cfg, state = load_run(run_dir)
     return _run(cfg, run_dir, state, progress)
 

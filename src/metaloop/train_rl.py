@@ -50,21 +50,16 @@ def make_learner(cfg: Config, env, inner_steps: int | None = None, inner_lr: flo
 
 
 def start(cfg: Config, run_dir: Path, progress: bool = True) -> Path:
-    _single_process()
+    distributed.single_process("RL task families train in one process")
     make_env(cfg)  # an unusable environment fails here, before a run directory exists
     create_run_dir(cfg, run_dir)
     return _run(cfg, run_dir, None, progress)
 
 
 def resume(run_dir: Path, progress: bool = True) -> Path:
-    _single_process()
+    distributed.single_process("RL task families train in one process")
     cfg, state = _load(run_dir)
     return _run(cfg, run_dir, state, progress)
-
-
-def _single_process() -> None:
-    if distributed.world_size() > 1:
-        raise UserError("RL task families train in one process; drop --nproc / torchrun")
 
 
 def _run(cfg: Config, run_dir: Path, state: dict | None, progress: bool) -> Path:
