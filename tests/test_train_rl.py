@@ -79,7 +79,7 @@ def test_cli_train_and_eval_json(tmp_path, capsys):
     assert result["algorithm"] == "fomaml" and "return_stderr" in result
 
 
-@pytest.mark.parametrize("preset", ["maml-cheetah-dir", "maml-ant-vel", "maml-bandit", "maml-tabular"])
+@pytest.mark.parametrize("preset", ["maml-cheetah-dir", "fomaml-cheetah-vel", "maml-ant-vel", "maml-bandit", "maml-tabular"])
 def test_every_task_family_trains_and_evaluates(tmp_path, preset):
     cfg = apply_overrides(get_preset(preset), ["train.meta_steps=1", "train.meta_batch=2", "rl.episodes=2",
                                                "rl.horizon=5", "model.hidden=8", "baseline.pretrain_steps=1",
