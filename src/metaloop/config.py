@@ -86,8 +86,9 @@ class RLConfig:
     cg_damping: float = 1e-5
     ls_steps: int = 15  # backtracking line-search steps
     ls_ratio: float = 0.8  # step shrink factor per line-search step
-    fisher_fraction: float = 1.0  # share of each task's episodes in Fisher-vector products (TRPO App. C); 1 = all.
-    # It subsamples the adaptation's Jacobian too: fine on nav2d, but MAML on half-cheetah degraded with 0.2.
+    fisher_fraction: float = 1.0  # share of each task's post-update episodes in the Fisher M of JᵀMJ (TRPO App. C)
+    fisher_subsample_inner: bool = False  # also take the adaptation's Jacobian J on that share: ~4x cheaper, but
+    # the squared noise of J inflates F (steps shrink); fine on nav2d, MAML on half-cheetah degraded with it
     ppo_epochs: int = 5
     ppo_clip: float = 0.2
     init_std: float = 1.0  # Gaussian policy: initial standard deviation

@@ -45,7 +45,7 @@ def make_learner(cfg: Config, env, inner_steps: int | None = None, inner_lr: flo
                   gamma=r.gamma, gae_lambda=r.gae_lambda, first_order=a.name == "fomaml", estimator=r.estimator,
                   outer=r.outer, max_kl=r.max_kl, cg_steps=r.cg_steps, cg_damping=r.cg_damping,
                   ls_steps=r.ls_steps, ls_ratio=r.ls_ratio, fisher_fraction=r.fisher_fraction,
-                  outer_lr=cfg.train.outer_lr,
+                  fisher_subsample_inner=r.fisher_subsample_inner, outer_lr=cfg.train.outer_lr,
                   ppo_epochs=r.ppo_epochs, ppo_clip=r.ppo_clip)
 
 

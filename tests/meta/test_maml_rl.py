@@ -4,7 +4,7 @@ from torch.distributions import kl_divergence
 
 from metaloop.envs import BernoulliBandit, Navigation2D
 from metaloop.functional import detach
-from metaloop.meta.maml_rl import MAMLRL, MetaBatch, _masked_task_mean
+from metaloop.meta.maml_rl import MAMLRL, MetaBatch, _head, _masked_task_mean
 from metaloop.nn.policies import GaussianPolicy, policy_for
 from metaloop.rl.rollouts import Episodes
 
@@ -63,15 +63,39 @@ def test_factored_fisher_and_meta_gradient_equal_differentiating_through_the_ada
         assert torch.allclose(fv[k], h, atol=1e-10), k
 
 
-def test_subsampled_fisher_keeps_the_exact_gradient():
+def _kl_hessian_vector_product(learner, batch, old, v, n, inner_episodes):
+    """pytorch-maml-rl's matrix by triple backward: the KL of the first ``n`` post-update episodes
+    through the adaptation on the first ``inner_episodes`` inner episodes, shifted by a constant so
+    that θ' stays the full adaptation's (the Jacobian is the subsample's, the point is the same)."""
+    params = dict(learner.policy.named_parameters())
+    inner = MetaBatch(batch.tasks, [t.head(inner_episodes) for t in batch.train],
+                      [a[:, :inner_episodes] for a in batch.train_adv], batch.valid, batch.valid_adv, {})
+    adapted = learner.adapted_params(inner, create_graph=True)
+    adapted = {k: a + (batch.adapted[k] - a).detach() for k, a in adapted.items()}
+    valid = batch.valid.head(n)
+    kl = _masked_task_mean(kl_divergence(_head(old, n), learner.policy.distribution(adapted, valid.observations)),
+                           valid.mask)
+    kl_grads = torch.autograd.grad(kl, list(params.values()), create_graph=True)
+    return dict(zip(params, torch.autograd.grad(kl_grads, list(params.values()), grad_outputs=list(v.values()))))
+
+
+@pytest.mark.parametrize("subsample_inner", [False, True])
+def test_subsampled_fisher_keeps_the_exact_gradient_and_subsamples_what_it_says(subsample_inner):
+    """fisher_fraction=0.5: M on the first 2 of 4 post-update episodes; J through all inner episodes,
+    or (fisher_subsample_inner) through the first 2 as well. The gradient stays exact."""
     learner, batch, old, old_logp = learner_and_batch()
-    _, exact, fvp_all, _ = learner.trust_region_problem(batch, old, old_logp)
-    learner.fisher_fraction = 0.5
+    _, exact, _, _ = learner.trust_region_problem(batch, old, old_logp)
+    learner.fisher_fraction, learner.fisher_subsample_inner = 0.5, subsample_inner
     _, grads, fvp_half, _ = learner.trust_region_problem(batch, old, old_logp)
-    v = {k: torch.randn_like(p) for k, p in learner.policy.named_parameters()}
     for k in exact:
         assert torch.allclose(grads[k], exact[k], atol=1e-12)
-    assert not all(torch.allclose(fvp_all(v)[k], fvp_half(v)[k]) for k in v)
+    v = {k: torch.randn_like(p) for k, p in learner.policy.named_parameters()}
+    fv = fvp_half(v)
+    expected = _kl_hessian_vector_product(learner, batch, old, v, 2, 2 if subsample_inner else E)
+    other = _kl_hessian_vector_product(learner, batch, old, v, 2, E if subsample_inner else 2)
+    for k in v:
+        assert torch.allclose(fv[k], expected[k], atol=1e-10), k
+    assert not all(torch.allclose(fv[k], other[k], atol=1e-6) for k in v)
 
 
 def test_meta_training_on_bandits_learns_to_adapt():

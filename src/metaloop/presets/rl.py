@@ -10,9 +10,10 @@ iterations as MAML.
 
 - 2D navigation: 2 × 100 policy, meta-batch 20, horizon 100. Inner step size 0.1 (paper,
   App. A.2; the released point-mass script uses 0.5 with meta-batch 40 and 100 iterations).
-  Deviation: Fisher-vector products on 20% of each task's episodes (``rl.fisher_fraction``; TRPO
-  App. C subsamples the same way), 4× cheaper per meta-step; the gradient stays exact and the line
-  search checks the exact KL. ``--set rl.fisher_fraction=1`` restores the paper's exact products.
+  Deviation: Fisher-vector products on 20% of each task's episodes, inner and post-update
+  (``rl.fisher_fraction``, ``rl.fisher_subsample_inner``; TRPO App. C subsamples the post-update
+  part the same way), 4× cheaper per meta-step; the gradient stays exact and the line search checks
+  the exact KL. ``--set rl.fisher_fraction=1`` restores the paper's exact products.
 - Locomotion: the settings of the checkpoints behind the paper's figures, as the test scripts of
   cbfinn/maml_rl name them (``maml_examples/test_maml_{cheetah,cheetah_direc,ant,ant_direc}.py``:
   ``maml1_fbs<episodes>_mbs40_flr_0.1_mlr<max KL>/itr_<meta-steps>``): 2 × 100 ReLU policy (the
@@ -29,7 +30,7 @@ _COMMON = {"algo.inner_steps": 1, "rl.episodes": 20, "eval.tasks": 40, "eval.max
            "train.log_every": 1, "train.checkpoint_every": 10, "baseline.scratch": True}
 
 _NAV = {**_COMMON, "task.name": "nav2d", "model.hidden": (100, 100), "algo.inner_lr": 0.1, "rl.fisher_fraction": 0.2,
-        "baseline.finetune_lr": 0.1, "train.meta_batch": 20, "train.meta_steps": 100,
+        "rl.fisher_subsample_inner": True, "baseline.finetune_lr": 0.1, "train.meta_batch": 20, "train.meta_steps": 100,
         "baseline.pretrain_steps": 100}
 
 
