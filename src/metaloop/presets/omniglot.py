@@ -10,8 +10,11 @@ Settings per paper:
 - Reptile (Nichol et al. 2018, App. A): inner Adam (β1 = 0, lr 0.001), 5 steps in training and 50 at
   test, meta-batch 5, outer ε = 1.0 decayed linearly, 100 000 meta-steps. Deviation: full-batch inner
   steps on the support set (the paper takes mini-batches of 10, which at 1 shot is the same set).
-- iMAML (Rajeswaran et al. 2019, §5): λ = 2, 5 CG steps, 16 (5-way) or 25 (20-way) GD inner steps.
-  The inner step size is not in shared/anchors.md: 0.1 here, to be checked against the paper's code.
+- iMAML (Rajeswaran et al. 2019, §5): λ = 2, 5 CG steps, 16 (5-way) or 25 (20-way) GD inner steps
+  of 0.1, Adam 1e-3, meta-batch 32 (5-way), as the paper's code (aravindr93/imaml_dev) runs it.
+  Deviation from that code, toward the paper: the inner loop minimises the proximal objective at
+  every step and CG solves (I + H/λ) x = g (Alg. 2); the code runs plain GD, then one pull-back
+  step, and solves with the damped matrix 2I + H/(λ + 10).
 """
 
 SHOTS = {"5w1s": (5, 1), "5w5s": (5, 5), "20w1s": (20, 1), "20w5s": (20, 5)}
