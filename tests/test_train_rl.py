@@ -92,3 +92,13 @@ def test_max_minutes_stops_meta_training_and_still_trains_the_baselines(tmp_path
     run_dir = train.start(tiny("maml-nav2d", "train.max_minutes=1e-9"), tmp_path / "run", progress=False)
     state = checkpoint.load(train.checkpoint_path(run_dir))
     assert state["step"] == 1 and set(state["baselines"]) == {"pretrained", "oracle"}
+
+
+@pytest.mark.parametrize("preset", ["pretrained-cheetah-vel", "oracle-ant-dir"])
+def test_locomotion_baseline_presets_train_on_their_own(tmp_path, preset):
+    cfg = apply_overrides(get_preset(preset), ["train.meta_steps=1", "train.meta_batch=2", "rl.episodes=2",
+                                               "rl.horizon=5", "model.hidden=8", "eval.tasks=2",
+                                               "eval.episodes=2", "eval.max_steps=1"])
+    assert cfg.algo.inner_steps == 0 and cfg.rl.oracle == preset.startswith("oracle")
+    result = evaluate(train.start(cfg, tmp_path / "run", progress=False))
+    assert set(result["return_after_steps"]) == ({"0"} if cfg.rl.oracle else {"0", "1"})  # the oracle needs no steps

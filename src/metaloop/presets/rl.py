@@ -6,7 +6,7 @@ steps × 0.8), γ = 0.99, GAE λ = 1 on the per-task linear feature baseline, Ga
 policy with learned state-independent std (init 1). Evaluation on 40 unseen test tasks after
 0..3 steps with 40 episodes per step and half-size steps after the first (the paper's test script,
 see :mod:`metaloop.evaluation_rl`); the pretrained and oracle baselines train by TRPO for as many
-iterations as MAML.
+iterations as MAML, in the MAML run or on their own (``pretrained-<family>``, ``oracle-<family>``).
 
 - 2D navigation: 2 × 100 policy, meta-batch 20, horizon 100. Inner step size 0.1 (paper,
   App. A.2; the released point-mass script uses 0.5 with meta-batch 40 and 100 iterations).
@@ -68,6 +68,14 @@ PRESETS = {
                      {**_SMALL, "task.name": "tabular", "algo.name": "maml"}),
     **{f"maml-{task}": (f"MAML-TRPO on {title} (paper settings; MuJoCo, slow on CPU)",
                         {**_locomotion(task, *settings), "algo.name": "maml"})
+       for task, (title, settings) in _LOCOMOTION.items()},
+    **{f"pretrained-{task}": (f"TRPO on all {title} tasks, no adaptation in training (pretrained baseline on its own)",
+                              {**_locomotion(task, *settings), "algo.name": "maml", "algo.inner_steps": 0,
+                               "baseline.pretrain_steps": 0})
+       for task, (title, settings) in _LOCOMOTION.items()},
+    **{f"oracle-{task}": (f"TRPO on {title} with the task parameter in the observation (oracle on its own)",
+                          {**_locomotion(task, *settings), "algo.name": "maml", "algo.inner_steps": 0,
+                           "rl.oracle": True, "baseline.pretrain_steps": 0, "baseline.scratch": False})
        for task, (title, settings) in _LOCOMOTION.items()},
     # First order: J = I, so a subsampled Fisher subsamples only M (TRPO App. C); twice as fast per
     # meta-step. fomaml-cheetah-dir: 331.7 after one step at 83 meta-steps (docs/results/maml_rl.md).
