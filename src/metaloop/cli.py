@@ -39,31 +39,26 @@ def _config(args):
 
 
 def cmd_train(args) -> Path:
-    from metaloop import train
-
     if args.resume and (args.preset or args.set or args.seed is not None):
         raise UserError("--resume takes only the run directory; its config.yaml fixes everything else")
     if not args.resume and not args.preset:
         raise UserError("train needs a PRESET (see `metaloop presets`) or --resume RUN_DIR")
     if args.nproc < 1:
         raise UserError(f"--nproc must be >= 1, got {args.nproc}")
-    if args.nproc > 1 and (_is_dqn(Path(args.resume)) if args.resume else _config(args).algo.name == "dqn"):
-        raise UserError("DQN trains in one process (batch environments with --set dqn.num_envs=N); drop --nproc")
-    if args.nproc > 1 and (_is_mgrl(Path(args.resume)) if args.resume else _config(args).algo.name in ("a2c", "mgrl")):
-        raise UserError("a2c/mgrl runs train in one process; drop --nproc")
+    kind = _kind(Path(args.resume)) if args.resume else _algo_kind(_config(args).algo.name)
+    if args.nproc > 1 and kind in _SINGLE_PROCESS:
+        raise UserError(f"{_SINGLE_PROCESS[kind]}; drop --nproc")
     if args.nproc > 1 and not distributed.launched():
         return launch(args)
     if distributed.launched() and args.nproc not in (1, distributed.world_size()):
         raise UserError(f"--nproc {args.nproc} disagrees with torchrun's {distributed.world_size()} processes")
     if args.resume:
         run_dir = Path(args.resume)
-        (_dqn_run() if _is_dqn(run_dir) else _mgrl_run() if _is_mgrl(run_dir) else train).resume(
-            run_dir, progress=not args.quiet)
+        _runner(kind).resume(run_dir, progress=not args.quiet)
     else:
         cfg = _config(args)
         run_dir = Path(args.run_dir) if args.run_dir else distributed.from_rank0(default_run_dir, cfg.preset)
-        runner = _dqn_run() if cfg.algo.name == "dqn" else _mgrl_run() if cfg.algo.name in ("a2c", "mgrl") else train
-        runner.start(cfg, run_dir, progress=not args.quiet)
+        _runner(kind).start(cfg, run_dir, progress=not args.quiet)
     if distributed.rank() == 0:
         print(f"run directory: {run_dir}")
     return run_dir
@@ -101,37 +96,40 @@ def _exit_reason(failure) -> str:
     return f"exit code {failure.exitcode}"
 
 
-def _is_dqn(run_dir: Path) -> bool:
-    from metaloop.dqn_run import is_dqn_run
-
-    return is_dqn_run(run_dir)
-
-
-def _dqn_run():
-    from metaloop import dqn_run
-
-    return dqn_run
+# Run kinds with their own runner module (start, resume, evaluate, format_table, plot); "meta" is
+# metaloop.train with metaloop.evaluation and metaloop.plots (supervised, MAML-RL, DQN meta-learning).
+_SINGLE_PROCESS = {"dqn": "DQN trains in one process (batch environments with --set dqn.num_envs=N)",
+                   "mgrl": "a2c/mgrl runs train in one process"}
 
 
-def _is_mgrl(run_dir: Path) -> bool:
-    from metaloop.mgrl_run import is_mgrl_run
-
-    return is_mgrl_run(run_dir)
+def _algo_kind(algo: str) -> str:
+    return "dqn" if algo == "dqn" else "mgrl" if algo in ("a2c", "mgrl") else "meta"
 
 
-def _mgrl_run():
-    from metaloop import mgrl_run
+def _kind(run_dir: Path) -> str:
+    """The kind of the run in ``run_dir``, from its config's algo.name alone (unvalidated: the runner's
+    loader names any problem; "meta" when there is no readable config)."""
+    import yaml
 
-    return mgrl_run
+    try:
+        data = yaml.safe_load((run_dir / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return "meta"
+    return _algo_kind((data.get("algo") or {}).get("name")) if isinstance(data, dict) else "meta"
+
+
+def _runner(kind: str):
+    import importlib
+
+    return importlib.import_module({"dqn": "metaloop.dqn_run", "mgrl": "metaloop.mgrl_run"}.get(kind, "metaloop.train"))
 
 
 def cmd_eval(args) -> None:
-    from metaloop.evaluation import evaluate, format_table
+    from metaloop import evaluation
 
-    if _is_dqn(Path(args.run_dir)):
-        evaluate, format_table = _dqn_run().evaluate, _dqn_run().format_table
-    elif _is_mgrl(Path(args.run_dir)):
-        evaluate, format_table = _mgrl_run().evaluate, _mgrl_run().format_table
+    kind = _kind(Path(args.run_dir))
+    evaluate, format_table = (evaluation.evaluate, evaluation.format_table) if kind == "meta" else (
+        _runner(kind).evaluate, _runner(kind).format_table)
     result = evaluate(Path(args.run_dir))
     print(json.dumps(result) if args.json else format_table(result))
 
@@ -140,15 +138,16 @@ def cmd_plot(args) -> None:
     from metaloop.plots import plot_run
 
     run_dir = Path(args.run_dir)
-    for path in (_dqn_run().plot if _is_dqn(run_dir) else _mgrl_run().plot if _is_mgrl(run_dir) else plot_run)(run_dir):
+    kind = _kind(run_dir)
+    for path in (plot_run if kind == "meta" else _runner(kind).plot)(run_dir):
         print(path)
 
 
 def cmd_play(args) -> None:
     run_dir = Path(args.run_dir)
-    if not _is_dqn(run_dir):
+    if _kind(run_dir) != "dqn":
         raise UserError(f"{run_dir} is not a DQN run directory (play renders value-based agents)")
-    print(_dqn_run().play(run_dir, Path(args.out) if args.out else None, args.max_steps, args.epsilon))
+    print(_runner("dqn").play(run_dir, Path(args.out) if args.out else None, args.max_steps, args.epsilon))
 
 
 def cmd_demo(args) -> None:

@@ -42,17 +42,6 @@ EVAL_JSON = "eval.json"
 EVAL_SEED_OFFSET = 10_000  # evaluations during training: seed + offset + step (training resets: seed + step)
 
 
-def is_dqn_run(run_dir: Path) -> bool:
-    """Whether ``run_dir`` holds a DQN run (without validating the rest of its config)."""
-    import yaml
-
-    try:
-        data = yaml.safe_load((run_dir / CONFIG).read_text())
-    except (OSError, yaml.YAMLError):
-        return False
-    return isinstance(data, dict) and (data.get("algo") or {}).get("name") == "dqn"
-
-
 def checkpoint_path(run_dir: Path) -> Path:
     return run_dir / "checkpoints" / checkpoint.LAST
 
