@@ -225,6 +225,10 @@ class MGRLConfig:
     meta_lr: float = 1e-3  # Adam on η (the sigmoids' logits)
     gamma_bar: float = 0.995  # reference γ̄ of the meta-objective J'
     lambda_bar: float = 1.0  # reference λ̄
+    vtrace: bool = False  # IMPALA's V-trace in the update and J', e.g. --set mgrl.vtrace=true --set mgrl.actor_lag=1
+    rho_bar: float = 1.0  # V-trace ρ̄: clips the importance weights of the TD errors and the policy gradient
+    c_bar: float = 1.0  # V-trace c̄: clips the trace
+    actor_lag: int = 0  # actors act with the parameters of this many updates ago (IMPALA's lag); uncorrected without vtrace
     last_episodes: int = 100  # training episodes in the reported moving-average return (MinAtar: 100)
     eval_episodes: int = 30  # fresh episodes of the final policy in `metaloop eval`
     log_every: int = 10_000
@@ -241,6 +245,8 @@ class MGRLConfig:
             (self.meta in ("both", "gamma", "lambda"), "mgrl.meta must be both, gamma or lambda"),
             (self.lr > 0 and self.meta_lr > 0, "mgrl.lr and mgrl.meta_lr must be > 0"),
             (self.embed_dim >= 1, "mgrl.embed_dim must be >= 1 (switch the embedding off with mgrl.embed=false)"),
+            (self.actor_lag >= 0, "mgrl.actor_lag must be >= 0 (0 = the actors use the current parameters)"),
+            (self.rho_bar > 0 and self.c_bar > 0, "mgrl.rho_bar and mgrl.c_bar (V-trace's clipping) must be > 0"),
             (self.log_every >= 1 and self.checkpoint_every >= 1 and self.last_episodes >= 1 and self.eval_episodes >= 1,
              "mgrl.log_every, mgrl.checkpoint_every, mgrl.last_episodes and mgrl.eval_episodes must be >= 1"),
         ]

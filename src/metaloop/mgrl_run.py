@@ -8,12 +8,17 @@ run-directory layout of :mod:`metaloop.train`.
         mgrl only: η ← η + β Adam(∂J'(τ', θ', η̄)/∂η)      the meta-gradient through the update
         θ, τ ← θ', τ'
 
+With ``mgrl.actor_lag = k`` the unroll τ' is sampled by the actor parameters of k updates before θ'
+(and the η they were fed), IMPALA's actor-learner lag emulated in the synchronous loop;
+``mgrl.vtrace`` corrects the update and J' for it (:func:`metaloop.learners.actor_critic.vtrace`).
+
 The update is :func:`metaloop.learners.actor_critic.update`, the meta-step
 :class:`metaloop.meta.mgrl.MGRL` (with η fixed it is the plain actor-critic). Checkpoints hold θ,
-the optimizer state, η and its Adam state, the sampling generator, the pending batch τ and the
-recent episode returns. As in :mod:`metaloop.dqn_run`, every checkpoint step is an episode
-boundary (the environments restart there, seeded by (seed, step)) so that ``--resume`` continues
-with exactly the numbers of a run that never stopped.
+the optimizer state, η and its Adam state, the sampling generator, the pending batch τ, the
+lagged actor parameters (with ``actor_lag`` > 0) and the recent episode returns. As in
+:mod:`metaloop.dqn_run`, every checkpoint step is an episode boundary (the environments restart
+there, seeded by (seed, step)) so that ``--resume`` continues with exactly the numbers of a run
+that never stopped.
 """
 
 from __future__ import annotations
@@ -76,15 +81,17 @@ def make_agent(cfg: Config) -> MGRL:
     return MGRL(m.gamma, m.lam, learn=m.meta if cfg.algo.name == "mgrl" else "none", embed=m.embed,
                 gamma_bar=m.gamma_bar, lambda_bar=m.lambda_bar, meta_lr=m.meta_lr, opt=m.optimizer, lr=m.lr,
                 decay=m.optim_decay, eps=m.optim_eps, value_coef=m.value_coef, entropy_coef=m.entropy_coef,
-                max_grad_norm=m.max_grad_norm)
+                max_grad_norm=m.max_grad_norm, vtrace=m.vtrace, rho_bar=m.rho_bar, c_bar=m.c_bar)
 
 
 def policy(net: ActorCriticNet, params, eta_in, generator: torch.Generator):
-    """``act(obs) -> actions``: samples of π_θ(·|o, η) for a batch of NumPy observations."""
-    def act(obs: np.ndarray) -> np.ndarray:
+    """``act(obs) -> (actions, log π_θ(actions|o, η))``: samples of π_θ(·|o, η) for a batch of NumPy
+    observations, with their log-probabilities (the behaviour policy's, for V-trace)."""
+    def act(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with torch.no_grad():
             logits, _ = net.heads(params, net.torso(params, torch.from_numpy(obs)), eta_in)
-            return torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(-1).numpy()
+            actions = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator)
+            return actions.squeeze(-1).numpy(), torch.log_softmax(logits, -1).gather(-1, actions).squeeze(-1).numpy()
     return act
 
 
@@ -126,6 +133,7 @@ def _run(cfg: Config, run_dir: Path, state: dict | None, progress: bool, env) ->
     opt_state = ac.init_optimizer(m.optimizer, params)
     generator = torch.Generator().manual_seed(cfg.seed)
     recent = deque(maxlen=m.last_episodes)
+    actors = deque(maxlen=m.actor_lag + 1)  # (θ, η fed) of the last actor_lag + 1 updates; the oldest acts
     step, batch = 0, None
     if state is not None:
         try:
@@ -135,8 +143,13 @@ def _run(cfg: Config, run_dir: Path, state: dict | None, progress: bool, env) ->
             agent.load_state_dict(state["mgrl"])
             generator.set_state(state["generator"])
             batch = Unroll.from_state_dict(state["batch"])
+            if m.actor_lag:
+                actors.extend((a["params"], a["eta"]) for a in state["actors"])
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             raise UserError(f"checkpoint of {run_dir} does not match its config.yaml ({exc})") from None
+        if m.vtrace and batch.behaviour_logp is None:
+            raise UserError(f"checkpoint of {run_dir} holds no behaviour log-probabilities (written before V-trace "
+                            "existed): resume it with mgrl.vtrace=false, or start a new run")
         recent.extend(state["recent_returns"])
         step = state["step"]
     forward = functools.partial(ac.unroll_forward, net)
@@ -144,12 +157,14 @@ def _run(cfg: Config, run_dir: Path, state: dict | None, progress: bool, env) ->
     width = m.num_envs * m.unroll
 
     def sample(p):
-        return sampler.sample(policy(net, p, agent.eta.detach() if m.embed else None, generator), m.unroll)
+        actors.append((p, agent.eta.detach().clone() if m.embed else None))
+        return sampler.sample(policy(net, *actors[0], generator), m.unroll)
 
     def save() -> None:
+        lagged = {"actors": [{"params": p, "eta": e} for p, e in actors]} if m.actor_lag else {}
         checkpoint.save_atomic({"step": step, "learner": params, "optimizer": _state_dict(opt_state),
                                 "mgrl": agent.state_dict(), "generator": generator.get_state(),
-                                "batch": batch.state_dict(), "recent_returns": list(recent)},
+                                "batch": batch.state_dict(), "recent_returns": list(recent), **lagged},
                                checkpoint_path(run_dir))
 
     logger = MetricsLogger(run_dir, resume_step=step if state is not None else None)
@@ -203,7 +218,7 @@ def evaluate_policy(cfg: Config, net: ActorCriticNet, params, eta_in, episodes: 
     scores = np.full(episodes, np.nan)
     try:
         while np.isnan(scores).any():
-            out = env.step(act(obs))
+            out = env.step(act(obs)[0])
             for i, ret in zip(np.flatnonzero(out.restarted), out.episode_returns):
                 if np.isnan(scores[i]):
                     scores[i] = ret

@@ -1,5 +1,6 @@
 """λ-returns by hand (termination, truncation, horizon), the functional optimizers, the unroll forward."""
 
+import dataclasses
 import functools
 
 import pytest
@@ -113,3 +114,132 @@ def test_matrix_lambda_returns_equal_the_recursion_with_gradients(random_unroll)
     for x, y in zip(torch.autograd.grad((fast * w).sum(), (gamma, lam, v), create_graph=True),
                     torch.autograd.grad((slow * w).sum(), (gamma, lam, v), create_graph=True)):
         assert torch.allclose(x, y)
+
+
+def test_vtrace_by_hand_with_clipping():
+    """r = 1, 2, 3; γ = 0.9, λ = 0.5; V(S) = 5, 6, 7; next-state values 6, 7, 8; ρ = 2, 0.5, 1.2 with
+    ρ̄ = 1.5, c̄ = 1, ρ̄_pg = 1: clipped ρ = 1.5, 0.5, 1.2; c = 1, 0.5, 1; ρ_pg = 1, 0.5, 1.
+    δ = 1.5(1 + 5.4 − 5) = 2.1,  0.5(2 + 6.3 − 6) = 1.15,  1.2(3 + 7.2 − 7) = 3.84
+    v₂ − 7 = 3.84;  v₁ − 6 = 1.15 + .9·.5·.5·3.84 = 2.014;  v₀ − 5 = 2.1 + .9·.5·1·2.014 = 3.0063
+    q₂ = 3 + .9·8 = 10.2;  q₁ = 2 + .9(.5·10.84 + .5·7) = 10.028;  q₀ = 1 + .9(.5·8.014 + .5·6) = 7.3063
+    A = 1(7.3063 − 5) = 2.3063,  .5(10.028 − 6) = 2.014,  1(10.2 − 7) = 3.2."""
+    targets, adv = ac.vtrace(col(1, 2, 3), col(.9, .9, .9), col(.5, .5, .5), col(5, 6, 7), col(6, 7, 8),
+                             col(2, .5, 1.2).log(), rho_bar=1.5, c_bar=1.0, pg_rho_bar=1.0)
+    assert targets.flatten().tolist() == pytest.approx([8.0063, 8.014, 10.84], abs=1e-12)
+    assert adv.flatten().tolist() == pytest.approx([2.3063, 2.014, 3.2], abs=1e-12)
+
+
+def _aligned_batch(seed, T=7, B=4):
+    """Rewards, per-step γ and λ with terminations and truncations, V(S_t) and next-state values that
+    equal the next row's V(S) inside episodes (the alignment under which V-trace is the λ-return)."""
+    gen = torch.Generator().manual_seed(seed)
+    rand = functools.partial(torch.rand, T, B, generator=gen, dtype=torch.float64)
+    terminated, truncated = torch.zeros(T, B, dtype=torch.float64), torch.zeros(T, B, dtype=torch.float64)
+    terminated[1, 0] = terminated[4, 2] = terminated[T - 1, 3] = 1.0
+    truncated[3, 1] = truncated[0, 3] = truncated[5, 0] = 1.0
+    discount_t, lambda_t = ac.episode_discounts(0.8 + 0.2 * rand(), 0.3 + 0.7 * rand(), terminated, truncated)
+    v = torch.randn(T + 1, B, generator=gen, dtype=torch.float64)
+    v_t = v[1:].clone()
+    ends = (terminated + truncated) > 0
+    v_t[ends] = torch.randn(int(ends.sum()), generator=gen, dtype=torch.float64)  # next episode's / final state
+    return torch.randn(T, B, generator=gen, dtype=torch.float64), discount_t, lambda_t, v[:-1], v_t
+
+
+def test_vtrace_on_policy_is_the_lambda_return_and_its_advantage():
+    r_t, discount_t, lambda_t, v_tm1, v_t = _aligned_batch(0)
+    targets, adv = ac.vtrace(r_t, discount_t, lambda_t, v_tm1, v_t, torch.zeros_like(r_t))
+    g = ac.lambda_returns(r_t, discount_t, v_t, lambda_t)
+    assert torch.allclose(targets, g, rtol=0, atol=1e-13)
+    assert torch.allclose(adv, g - v_tm1, rtol=0, atol=1e-13)
+    # not an accident of the alignment: off it, the two differ
+    shifted = v_tm1 + 0.1
+    assert not torch.allclose(ac.vtrace(r_t, discount_t, lambda_t, shifted, v_t, torch.zeros_like(r_t))[0], g)
+
+
+def test_vtrace_with_lambda_one_is_impala_eq_1():
+    """v_s = V(x_s) + Σ_{t=s}^{T-1} γ^{t−s} (Π_{i=s}^{t−1} c_i) δ_t, δ_t = ρ_t(r_t + γV(x_{t+1}) − V(x_t)), and
+    the policy gradient's advantage ρ_s(r_s + γ v_{s+1} − V(x_s)) with v_T = V(x_T): written as sums, one
+    element at a time (Espeholt et al. 2018, Eq. 1 and §4.2)."""
+    T, B, gamma, rho_bar, c_bar = 6, 3, 0.9, 1.2, 0.8
+    gen = torch.Generator().manual_seed(1)
+    r, v = torch.randn(T, B, generator=gen, dtype=torch.float64), torch.randn(T + 1, B, generator=gen, dtype=torch.float64)
+    log_rho = torch.randn(T, B, generator=gen, dtype=torch.float64)
+    targets, adv = ac.vtrace(r, torch.full_like(r, gamma), torch.ones_like(r), v[:-1], v[1:], log_rho,
+                             rho_bar=rho_bar, c_bar=c_bar, pg_rho_bar=rho_bar)
+    rho = log_rho.exp().tolist()
+    for b in range(B):
+        vs = []
+        for s in range(T + 1):
+            total = v[s, b].item()
+            for t in range(s, T):
+                c = 1.0
+                for i in range(s, t):
+                    c *= min(c_bar, rho[i][b])
+                total += gamma ** (t - s) * c * min(rho_bar, rho[t][b]) * (r[t, b] + gamma * v[t + 1, b] - v[t, b]).item()
+            vs.append(total)
+        assert targets[:, b].tolist() == pytest.approx(vs[:T], rel=1e-12)
+        pg = [min(rho_bar, rho[s][b]) * (r[s, b].item() + gamma * vs[s + 1] - v[s, b].item()) for s in range(T)]
+        assert adv[:, b].tolist() == pytest.approx(pg, rel=1e-12)
+
+
+def test_vtrace_is_differentiable_in_gamma_and_lambda(central_differences):
+    r_t, discount_t, lambda_t, v_tm1, v_t = _aligned_batch(2)
+    log_rho = torch.randn(r_t.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    ends = (discount_t == 0).double(), (lambda_t == 0).double()
+    gamma = torch.tensor(0.9, dtype=torch.float64, requires_grad=True)
+    lam = torch.tensor(0.6, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(r_t.shape, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+
+    def f():
+        d, l_t = ac.episode_discounts(gamma, lam, *ends)
+        targets, adv = ac.vtrace(r_t, d, l_t, v_tm1, v_t, log_rho)
+        return (w * targets).sum() + (w.flip(0) * adv).sum()
+
+    grads = torch.autograd.grad(f(), (gamma, lam))
+    numeric = central_differences(f, [gamma.detach(), lam.detach()])
+    for g, n in zip(grads, numeric):
+        assert g.abs() > 1e-3 and torch.allclose(g, n, rtol=1e-7, atol=1e-10), (g, n)
+
+
+def test_vtrace_checks_its_inputs():
+    ones = torch.ones(3, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="log_rho_t must have 2"):
+        ac.vtrace(ones, ones, ones, ones, ones, torch.zeros(3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="v_t has shape"):
+        ac.vtrace(ones, ones, ones, ones, torch.ones(2, 2, dtype=torch.float64), ones)
+    with pytest.raises(ValueError, match="must be > 0"):
+        ac.vtrace(ones, ones, ones, ones, ones, ones, c_bar=0.0)
+
+
+@pytest.mark.parametrize("embed", [False, True])
+def test_vtrace_update_on_policy_is_the_lambda_return_update(random_unroll, embed):
+    """With the learner's own log-probabilities as the behaviour's (ρ = 1) the V-trace update is the
+    λ-return update; off-policy it is not. Also with η fed to the networks and differentiable (the
+    second forward pass for ρ); its derivative in η differs, by ρ's dependence on η (test_mgrl.py)."""
+    torch.manual_seed(0)
+    net = ActorCriticNet("mlp", (3,), 2, hidden=(6, 6), embed_dim=2 if embed else 0).double()
+    forward = functools.partial(ac.unroll_forward, net)
+    params = {k: v.detach() for k, v in net.named_parameters()}
+    eta = torch.tensor([1.0, 0.5], dtype=torch.float64, requires_grad=True) if embed else None
+    batch = random_unroll(0, T=5, B=3)
+    with torch.no_grad():
+        mu = dataclasses.replace(batch, behaviour_logp=ac.log_prob(forward(params, batch, eta)[0], batch.actions))
+    gamma, lam = torch.sigmoid(eta) if embed else (torch.tensor(0.9, dtype=torch.float64), torch.tensor(0.7))
+    kw = dict(opt="rmsprop", opt_state=ac.init_optimizer("rmsprop", params), lr=0.05, decay=0.9, eps=1e-3,
+              max_grad_norm=1.0, create_graph=embed)
+    ref, _, _ = ac.update(forward, params, mu, gamma, lam, eta, **kw)
+    new, _, stats = ac.update(forward, params, mu, gamma, lam, eta, vtrace=True, **kw)
+    assert stats["abs_log_rho"] == 0
+    for k in ref:
+        assert torch.allclose(new[k], ref[k], rtol=0, atol=1e-13), k
+    off = dataclasses.replace(mu, behaviour_logp=mu.behaviour_logp + 0.3 * torch.randn(3).repeat(5, 1))
+    new, _, _ = ac.update(forward, params, off, gamma, lam, eta, vtrace=True, **kw)
+    assert not torch.allclose(new["policy.weight"], ref["policy.weight"])
+
+
+def test_vtrace_update_needs_behaviour_log_probabilities(random_unroll):
+    net = ActorCriticNet("mlp", (3,), 2, hidden=(4, 4), embed_dim=0).double()
+    params = {k: v.detach() for k, v in net.named_parameters()}
+    with pytest.raises(ValueError, match="behaviour policy's log-probabilities"):
+        ac.update(functools.partial(ac.unroll_forward, net), params, random_unroll(0), torch.tensor(0.9),
+                  torch.tensor(0.7), None, "sgd", None, lr=0.1, vtrace=True)

@@ -1,5 +1,7 @@
-"""The meta-gradient ∂J'/∂η through one actor-critic update equals finite differences of J' (float64)."""
+"""The meta-gradient ∂J'/∂η through one actor-critic update equals finite differences of J' (float64),
+with λ-returns and with V-trace on batches from a behaviour policy other than θ's."""
 
+import dataclasses
 import functools
 
 import pytest
@@ -10,22 +12,32 @@ from metaloop.meta.mgrl import MGRL, logit
 from metaloop.nn.actor_critic import ActorCriticNet
 
 
-def setup(embed, learn="both", opt="rmsprop"):
+def setup(embed, learn="both", opt="rmsprop", vtrace=False):
     torch.manual_seed(0)
     net = ActorCriticNet("mlp", (3,), 2, hidden=(5, 5), embed_dim=3 if embed else 0).double()
     with torch.no_grad():  # larger policy weights than the near-uniform init: a meta-gradient of some size
         net.policy.weight.normal_()
     params = {k: v.detach() for k, v in net.named_parameters()}
     agent = MGRL(0.9, 0.7, learn=learn, embed=embed, gamma_bar=0.995, lambda_bar=1.0, dtype=torch.float64,
-                 opt=opt, lr=0.05, decay=0.9, eps=1e-3, value_coef=0.5, entropy_coef=0.01, max_grad_norm=1.0)
+                 opt=opt, lr=0.05, decay=0.9, eps=1e-3, value_coef=0.5, entropy_coef=0.01, max_grad_norm=1.0,
+                 vtrace=vtrace, rho_bar=1.0, c_bar=0.9)
     forward = functools.partial(ac.unroll_forward, net)
     return agent, forward, params, ac.init_optimizer(opt, params)
 
 
-@pytest.mark.parametrize("embed,opt", [(True, "rmsprop"), (False, "rmsprop"), (True, "sgd"), (True, "adam")])
-def test_meta_gradient_matches_finite_differences(embed, opt, central_differences, random_unroll):
-    unroll = random_unroll
-    agent, forward, params, state = setup(embed, opt=opt)
+def off_policy(random_unroll, seed, T=5, B=3):
+    """``random_unroll(seed)`` with behaviour log-probabilities log μ(A|S) in [log 0.2, log 0.8]: ρ = π/μ
+    on both sides of ρ̄ = 1 and c̄ = 0.9."""
+    batch = random_unroll(seed, T, B)
+    mu = 0.2 + 0.6 * torch.rand(T, B, generator=torch.Generator().manual_seed(100 + seed), dtype=torch.float64)
+    return dataclasses.replace(batch, behaviour_logp=mu.log())
+
+
+@pytest.mark.parametrize("embed,opt,vtrace", [(True, "rmsprop", False), (False, "rmsprop", False), (True, "sgd", False),
+                                              (True, "adam", False), (True, "rmsprop", True), (False, "rmsprop", True)])
+def test_meta_gradient_matches_finite_differences(embed, opt, vtrace, central_differences, random_unroll):
+    unroll = functools.partial(off_policy, random_unroll) if vtrace else random_unroll
+    agent, forward, params, state = setup(embed, opt=opt, vtrace=vtrace)
     if state is not None:  # a non-trivial optimizer state, as after some updates
         state = ac.detach_state(ac.update(forward, params, unroll(7), torch.tensor(0.9, dtype=torch.float64),
                                           torch.tensor(0.9, dtype=torch.float64), agent.eta_input(), opt,
@@ -39,7 +51,13 @@ def test_meta_gradient_matches_finite_differences(embed, opt, central_difference
     eta_in = agent.eta.detach().clone() if embed else None  # J' feeds the networks η as a constant
     logits, v, _, v_boot = forward(new, tau_next, eta_in)
     one = torch.tensor(1.0, dtype=torch.float64)
-    adv = ac.returns_for(tau_next, v_boot, one * 0.995, one) - v
+    if vtrace:
+        rho = (ac.log_prob(logits, tau_next.actions) - tau_next.behaviour_logp).exp()
+        assert (rho > 1).any() and (rho < 0.9).any()  # both clippings at work
+        adv = ac.vtrace_for(tau_next, ac.log_prob(logits, tau_next.actions), v, v_boot, one * 0.995, one, 1.0, 0.9)[1]
+    else:
+        adv = ac.returns_for(tau_next, v_boot, one * 0.995, one) - v
+    adv = adv.detach()
     a = tau_next.actions.unsqueeze(-1)
     assert agent.meta_objective(forward, new, tau_next).item() == pytest.approx(
         (adv * torch.log_softmax(logits, -1).gather(-1, a).squeeze(-1)).mean().item())

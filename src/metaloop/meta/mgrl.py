@@ -16,6 +16,10 @@ Where the networks are fed η (``embed``, §1.4), f depends on η through the λ
 and through the network inputs of the targets. J' feeds the networks the current η (τ' was sampled
 under it, so J' is on-policy) as a constant: J' reaches η only through θ'. Only the policy-gradient
 part of the actor-critic objective enters J', as in the paper's §1.3.
+
+With ``vtrace`` (the paper's agent is IMPALA), both the update f and J' use V-trace with the
+reference η̄ in J': G − v becomes the importance-weighted advantage min(ρ̄, ρ)(q − v), which keeps
+J' an estimate of the policy-gradient objective when τ' was sampled by an actor behind θ'.
 """
 
 from __future__ import annotations
@@ -36,27 +40,33 @@ def logit(p: float) -> float:
 
 
 def meta_objective(forward, params: Params, batch, gamma_bar: float, lambda_bar: float,
-                   eta_in: Tensor | None) -> Tensor:
+                   eta_in: Tensor | None, vtrace: bool = False, rho_bar: float = 1.0, c_bar: float = 1.0) -> Tensor:
     """J'(τ', θ', η̄): the policy-gradient objective on ``batch`` with the reference return G_η̄
-    (to be maximised). ``forward`` as in :func:`~metaloop.learners.actor_critic.update`."""
+    (to be maximised), or with ``vtrace`` V-trace's advantage under η̄.
+    ``forward`` as in :func:`~metaloop.learners.actor_critic.update`."""
     logits_t, v_t, _, v_boot_t = forward(params, batch, eta_in)
     ref = torch.tensor(gamma_bar, dtype=v_t.dtype), torch.tensor(lambda_bar, dtype=v_t.dtype)
-    g_t = ac.returns_for(batch, v_boot_t, *ref)
-    logp_t = torch.log_softmax(logits_t, -1).gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
-    return ((g_t - v_t).detach() * logp_t).mean()
+    logp_t = ac.log_prob(logits_t, batch.actions)
+    if vtrace:
+        adv_t = ac.vtrace_for(batch, logp_t, v_t, v_boot_t, *ref, rho_bar, c_bar)[1]
+    else:
+        adv_t = ac.returns_for(batch, v_boot_t, *ref) - v_t
+    return (adv_t.detach() * logp_t).mean()
 
 
 class MGRL:
     """The meta-parameters η, their Adam optimizer and the meta-gradient step.
 
     ``learn``: both | gamma | lambda | none (fixed γ and λ: the plain actor-critic baseline);
-    ``embed``: feed η to the networks. ``update_kwargs`` go to
-    :func:`metaloop.learners.actor_critic.update` (optimizer, step size, loss coefficients).
+    ``embed``: feed η to the networks; ``vtrace``: V-trace (clipped at ``rho_bar``, ``c_bar``) in the
+    update and in J'. ``update_kwargs`` go to :func:`metaloop.learners.actor_critic.update`
+    (optimizer, step size, loss coefficients).
     """
 
     def __init__(self, gamma: float, lambda_: float, learn: str = "both", embed: bool = True,
                  gamma_bar: float = 0.995, lambda_bar: float = 1.0, meta_lr: float = 1e-3,
-                 dtype: torch.dtype = torch.float32, **update_kwargs):
+                 dtype: torch.dtype = torch.float32, vtrace: bool = False, rho_bar: float = 1.0,
+                 c_bar: float = 1.0, **update_kwargs):
         if learn not in LEARN:
             raise ValueError(f"learn must be one of {LEARN}, got {learn!r}")
         if not (0 < gamma < 1 and 0 < lambda_ < 1):
@@ -65,6 +75,7 @@ class MGRL:
         self.mask = torch.tensor([learn in ("both", "gamma"), learn in ("both", "lambda")], dtype=dtype)
         self.learn, self.embed = learn, embed
         self.gamma_bar, self.lambda_bar = gamma_bar, lambda_bar
+        self.vtrace_kwargs = {"vtrace": vtrace, "rho_bar": rho_bar, "c_bar": c_bar}
         self.update_kwargs = update_kwargs
         self.optimizer = torch.optim.Adam([self.eta], lr=meta_lr) if learn != "none" else None
 
@@ -85,7 +96,7 @@ class MGRL:
         """θ' = θ + f(τ, θ, η): ``(θ', optimizer state', stats)``."""
         gamma, lambda_ = self.gamma_lambda()
         return ac.update(forward, params, batch, gamma, lambda_, self.eta_input(),
-                         opt_state=opt_state, create_graph=create_graph, **self.update_kwargs)
+                         opt_state=opt_state, create_graph=create_graph, **self.vtrace_kwargs, **self.update_kwargs)
 
     def meta_gradient(self, forward, params: Params, opt_state, batch, next_batch) -> tuple[Tensor, Tensor]:
         """∂J'(τ', θ'(η), η̄)/∂η through one update on ``batch`` (τ), J' on ``next_batch`` (τ'), with
@@ -97,7 +108,7 @@ class MGRL:
 
     def meta_objective(self, forward, params: Params, batch) -> Tensor:
         eta_in = None if not self.embed else self.eta.detach()
-        return meta_objective(forward, params, batch, self.gamma_bar, self.lambda_bar, eta_in)
+        return meta_objective(forward, params, batch, self.gamma_bar, self.lambda_bar, eta_in, **self.vtrace_kwargs)
 
     def step(self, forward, params: Params, opt_state, batch, sample):
         """One iteration of the online loop: update θ on ``batch``, draw τ' = ``sample(θ')``, and (when

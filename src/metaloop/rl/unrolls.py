@@ -1,4 +1,5 @@
-"""Synchronous batched unrolls for actor-critic agents (A2C; IMPALA's trajectory layout without the lag).
+"""Synchronous batched unrolls for actor-critic agents (A2C; IMPALA's trajectory layout, with the
+behaviour policy's log-probabilities for V-trace).
 
 :class:`UnrollSampler` steps ``B`` environments of a :func:`metaloop.envs.gym_envs.make_vec_env`
 batch ``T`` times with the current policy and returns one :class:`Unroll`. The environments keep
@@ -8,7 +9,7 @@ running between unrolls: the next unroll starts where this one stopped (the last
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 
 import numpy as np
 import torch
@@ -26,6 +27,8 @@ class Unroll:
     truncated      ``(T, B)`` 1.0 where step t ended its episode by a time limit (bootstrap from final_obs)
     final_obs      ``(k, *obs)`` the true last states of the k truncated episodes
     truncated_index ``(k,)`` their positions in the flattened ``(T · B)`` grid
+    behaviour_logp ``(T, B)`` log μ(A_t|S_t) of the policy that acted (V-trace's ρ); ``None`` in
+                   batches saved before it was recorded
     """
 
     observations: Tensor
@@ -35,17 +38,19 @@ class Unroll:
     truncated: Tensor
     final_obs: Tensor
     truncated_index: Tensor
+    behaviour_logp: Tensor | None = None
 
     def state_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @staticmethod
     def from_state_dict(state: dict) -> "Unroll":
-        return Unroll(**{f.name: state[f.name] for f in fields(Unroll)})
+        return Unroll(**{f.name: state[f.name] for f in fields(Unroll) if f.name in state or f.default is MISSING})
 
 
 class UnrollSampler:
-    """``sample(act, T)``: ``T`` steps of every environment under ``act(obs (B, *obs)) -> actions (B,)``.
+    """``sample(act, T)``: ``T`` steps of every environment under ``act(obs (B, *obs)) -> (actions (B,),
+    log μ(actions|obs) (B,))``.
 
     Finished episodes' raw returns and lengths accumulate in ``episode_returns`` /
     ``episode_lengths`` until the caller takes them (:meth:`take_episodes`).
@@ -68,13 +73,14 @@ class UnrollSampler:
         B = self.env.num_envs
         obs = np.empty((steps + 1, *self.obs.shape), dtype=self.obs.dtype)
         actions = np.empty((steps, B), dtype=np.int64)
+        logp = np.empty((steps, B), dtype=np.float32)
         rewards = np.empty((steps, B), dtype=np.float32)
         terminated = np.zeros((steps, B), dtype=np.float32)
         truncated = np.zeros((steps, B), dtype=np.float32)
         final, index = [], []
         for t in range(steps):
             obs[t] = self.obs
-            actions[t] = act(self.obs)
+            actions[t], logp[t] = act(self.obs)
             out = self.env.step(actions[t])
             rewards[t] = out.reward
             terminated[t] = out.terminated
@@ -90,4 +96,4 @@ class UnrollSampler:
         final_obs = np.stack(final) if final else np.empty((0, *self.obs.shape[1:]), dtype=self.obs.dtype)
         return Unroll(torch.from_numpy(obs), torch.from_numpy(actions), torch.from_numpy(rewards),
                       torch.from_numpy(terminated), torch.from_numpy(truncated), torch.from_numpy(final_obs),
-                      torch.tensor(index, dtype=torch.long))
+                      torch.tensor(index, dtype=torch.long), torch.from_numpy(logp))
