@@ -38,7 +38,7 @@ from metaloop.train import create_run_dir
 from metaloop.config import Config
 from metaloop.dqn_run import checkpoint_path, load_run, set_threads
 from metaloop.envs.gym_envs import make_vec_env
-from metaloop.errors import ConfigError, DivergedError, UserError
+from metaloop.errors import DivergedError, UserError
 from metaloop.learners import actor_critic as ac
 from metaloop.learners.adam import AdamState
 from metaloop.learners.dqn import crossed
@@ -51,14 +51,6 @@ CONFIG = "config.yaml"
 EVAL_JSON = "eval.json"
 ALGORITHMS = ("a2c", "mgrl")
 EVAL_SEED_OFFSET = 10_000
-
-
-def is_mgrl_run(run_dir: Path) -> bool:
-    """Whether ``run_dir`` holds an a2c or mgrl run."""
-    try:
-        return Config.load(run_dir / CONFIG).algo.name in ALGORITHMS
-    except ConfigError:
-        return False
 
 
 def make_env(cfg: Config, num_envs: int):
