@@ -70,7 +70,7 @@ def test_a2c_keeps_gamma_fixed(tmp_path):
 
 def test_presets_cover_every_variant_and_game():
     for env in ("cartpole", "minatar-breakout", "minatar-spaceinvaders", "minatar-asterix", "minatar-freeway",
-                "minatar-seaquest"):
+                "minatar-seaquest", "breakout", "spaceinvaders", "pong"):
         for variant in ("a2c", "mgrl", "mgrl-gamma", "mgrl-noembed"):
             assert f"{variant}-{env}" in PRESETS
     cfg = get_preset("mgrl-gamma-minatar-breakout")
@@ -131,3 +131,29 @@ def test_a2c_with_vtrace_and_a_lagged_actor_learns_cartpole(tmp_path):
                  "--set", "mgrl.total_steps=40000", "--set", "mgrl.vtrace=true", "--set", "mgrl.actor_lag=1"]) == 0
     row = json.loads((tmp_path / "r" / "metrics.jsonl").read_text().splitlines()[-1])
     assert row["step"] == 40000 and row["return_avg"] > 40
+
+
+def test_atari_trains_on_clipped_rewards_and_reports_frames(tmp_path, capsys):
+    """mgrl on ALE Breakout end to end: the nature torso on 4×84×84 stacks, clipped rewards for
+    learning, raw scores and frames (4 per agent step) in eval.json."""
+    path = tmp_path / "r"
+    assert main(["train", "mgrl-breakout", "--run-dir", str(path), "--seed", "1", "--set", "mgrl.total_steps=40",
+                 "--set", "mgrl.num_envs=2", "--set", "mgrl.unroll=5", "--set", "mgrl.log_every=20",
+                 "--set", "mgrl.checkpoint_every=40", "--set", "mgrl.eval_episodes=1", "--quiet"]) == 0
+    capsys.readouterr()
+    state = torch.load(path / "checkpoints/last.pt", weights_only=True)
+    assert state["learner"]["convs.0.weight"].shape == (32, 4, 8, 8) and state["learner"]["fc.weight"].shape[0] == 512
+    assert state["batch"]["observations"].shape == (6, 2, 4, 84, 84)
+    assert state["batch"]["rewards"].abs().max() <= 1
+    set_config(path, eval_episodes=1)
+    assert main(["eval", str(path), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["steps"] == 40 and result["frames"] == 160 and result["env"] == "ALE/Breakout-v5"
+    cfg = get_preset("a2c-spaceinvaders")
+    assert cfg.mgrl.clip_rewards and cfg.mgrl.net == "nature" and cfg.mgrl.num_envs == 16 and cfg.mgrl.unroll == 5
+
+
+def test_a_network_that_does_not_fit_the_environment_is_one_clear_error(tmp_path, capsys):
+    assert train(tmp_path / "r", "a2c-cartpole", 100, "--set", "mgrl.net=nature") == 2
+    assert "mgrl.net=nature does not fit CartPole-v1" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

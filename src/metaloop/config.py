@@ -202,13 +202,14 @@ class DQNMetaConfig:
 class MGRLConfig:
     """Synchronous actor-critic with λ-returns (algo.name = a2c: γ, λ fixed) and its meta-gradient
     tuning of γ and λ online (algo.name = mgrl; Xu et al. 2018). Steps count agent steps summed
-    over envs (MinAtar: one frame each)."""
+    over envs (MinAtar: one frame each; ALE: 4 frames each, the frame skip)."""
 
-    env: str = "CartPole-v1"  # Gymnasium id or MinAtar/<Game>-v0 (full action set)
+    env: str = "CartPole-v1"  # Gymnasium id, MinAtar/<Game>-v0 (full action set) or ALE/<Game>-v5 (DQN preprocessing)
+    clip_rewards: bool = False  # clip r_t to [-1, 1] for learning (Atari); returns are logged raw
     num_envs: int = 16  # environments stepped as one batch
     unroll: int = 20  # T: steps per environment in each batch (one agent update per batch)
     total_steps: int = 1_000_000
-    net: str = "mlp"  # mlp | minatar (Young & Tian's AC network)
+    net: str = "mlp"  # mlp | minatar (Young & Tian's AC network) | nature (Mnih et al. 2015's torso, ALE)
     hidden: tuple[int, ...] = (64, 64)  # mlp widths
     gamma: float = 0.99  # a2c: the discount; mgrl: its initial value; in (0, 1) (a sigmoid)
     lam: float = 0.95  # λ of the λ-return, or its initial value; in (0, 1)
@@ -238,7 +239,7 @@ class MGRLConfig:
         return [
             (self.num_envs >= 1 and self.unroll >= 1 and self.total_steps >= 1,
              "mgrl.num_envs, mgrl.unroll and mgrl.total_steps must be >= 1"),
-            (self.net in ("mlp", "minatar"), "mgrl.net must be mlp or minatar"),
+            (self.net in ("mlp", "minatar", "nature"), "mgrl.net must be mlp, minatar or nature"),
             (0 < self.gamma < 1 and 0 < self.lam < 1, "mgrl.gamma and mgrl.lam must lie in (0, 1)"),
             (0 < self.gamma_bar <= 1 and 0 <= self.lambda_bar <= 1, "mgrl.gamma_bar must be in (0, 1], lambda_bar in [0, 1]"),
             (self.optimizer in ("rmsprop", "sgd", "adam"), "mgrl.optimizer must be rmsprop, sgd or adam"),

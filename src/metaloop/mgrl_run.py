@@ -54,10 +54,7 @@ EVAL_SEED_OFFSET = 10_000
 
 
 def make_env(cfg: Config, num_envs: int):
-    env = make_vec_env(cfg.mgrl.env, num_envs)
-    if env.stack != 1:
-        raise UserError(f"{cfg.mgrl.env}: a2c/mgrl run on Gymnasium and MinAtar ids, not ALE")
-    return env
+    return make_vec_env(cfg.mgrl.env, num_envs)
 
 
 def make_net(cfg: Config, env) -> ActorCriticNet:
@@ -105,7 +102,8 @@ def _load_state(name: str, params, saved):
 
 def start(cfg: Config, run_dir: Path, progress: bool = True) -> Path:
     """Create ``run_dir`` and train ``cfg`` (an a2c or mgrl config) in it."""
-    env = make_env(cfg, cfg.mgrl.num_envs)  # a bad env id fails here, before a run directory exists
+    env = make_env(cfg, cfg.mgrl.num_envs)  # a bad env id or network fails here, before a run directory exists
+    make_net(cfg, env)
     create_run_dir(cfg, run_dir)
     return _run(cfg, run_dir, None, progress, env)
 
@@ -145,7 +143,7 @@ def _run(cfg: Config, run_dir: Path, state: dict | None, progress: bool, env) ->
         recent.extend(state["recent_returns"])
         step = state["step"]
     forward = functools.partial(ac.unroll_forward, net)
-    sampler = UnrollSampler(env, seed=cfg.seed + step)
+    sampler = UnrollSampler(env, seed=cfg.seed + step, clip_rewards=m.clip_rewards)
     width = m.num_envs * m.unroll
 
     def sample(p):
@@ -223,7 +221,8 @@ def evaluate_policy(cfg: Config, net: ActorCriticNet, params, eta_in, episodes: 
 def evaluate(run_dir: Path) -> dict:
     """The run's last checkpoint: writes and returns ``eval.json``.
 
-    Keys: ``preset``, ``algorithm`` (a2c | mgrl), ``env``, ``steps`` (= frames: no frame skip),
+    Keys: ``preset``, ``algorithm`` (a2c | mgrl), ``env``, ``steps`` (agent steps) and ``frames``
+    (steps × the frame skip: 4 on ALE, 1 elsewhere),
     ``gamma``, ``lambda`` (final η), ``return_last`` (mean raw return of the last ``last_episodes``
     training episodes) and ``episodes_in_last``, ``return_at`` (that moving average at the logged
     step nearest to each tenth of the run: ``{step: return}``), and ``eval_return_mean`` /
@@ -233,7 +232,7 @@ def evaluate(run_dir: Path) -> dict:
     set_threads(cfg)
     m = cfg.mgrl
     env = make_env(cfg, 1)
-    net = make_net(cfg, env)
+    net, frame_skip = make_net(cfg, env), getattr(env, "frame_skip", 1)
     env.close()
     net.load_state_dict(state["learner"])
     agent = make_agent(cfg)
@@ -251,6 +250,7 @@ def evaluate(run_dir: Path) -> dict:
             return_at[str(nearest["step"])] = nearest["return_avg"]
     recent = state["recent_returns"]
     result = {"preset": cfg.preset, "algorithm": cfg.algo.name, "env": m.env, "steps": state["step"],
+              "frames": state["step"] * frame_skip,
               "gamma": gamma, "lambda": lam, "return_last": float(np.mean(recent)) if recent else float("nan"),
               "episodes_in_last": len(recent), "return_at": return_at,
               "eval_return_mean": float(np.mean(scores)), "eval_return_std": float(np.std(scores)),
@@ -264,6 +264,10 @@ def format_table(result: dict) -> str:
             f"training episodes {result['return_last']:.1f}; {len(result['eval_returns'])} fresh episodes "
             f"{result['eval_return_mean']:.1f} ± {result['eval_return_std']:.1f}; "
             f"γ = {result['gamma']:.4f}, λ = {result['lambda']:.4f}")
+
+
+def _steps_label(cfg: Config) -> str:
+    return "agent steps (4 frames each)" if cfg.mgrl.env.startswith("ALE/") else "agent steps (frames)"
 
 
 def plot(run_dir: Path) -> list[Path]:
@@ -280,7 +284,7 @@ def plot(run_dir: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(6, 4))
     if curve:
         ax.plot(*zip(*curve), color="tab:blue")
-    ax.set_xlabel("agent steps (frames)")
+    ax.set_xlabel(_steps_label(cfg))
     ax.set_ylabel(f"return, mean of the last {cfg.mgrl.last_episodes} episodes")
     ax.set_title(f"{cfg.preset}: {cfg.mgrl.env}, seed {cfg.seed}")
     ax.grid(alpha=0.3)
@@ -293,7 +297,7 @@ def plot(run_dir: Path) -> list[Path]:
         axes[1].plot(x, lam, color="tab:green")
     for a, name, ref in zip(axes, ("γ", "λ"), (cfg.mgrl.gamma_bar, cfg.mgrl.lambda_bar)):
         a.axhline(ref, color="grey", ls="--", lw=1, label=f"reference {name}̄ = {ref}")
-        a.set_xlabel("agent steps (frames)")
+        a.set_xlabel(_steps_label(cfg))
         a.set_ylabel(name)
         a.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
         a.grid(alpha=0.3)

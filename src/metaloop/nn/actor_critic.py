@@ -8,7 +8,10 @@ switches it off: the ablation). Two torsos:
 
 - ``minatar``: Young & Tian's AC(λ) network (MinAtar ``examples/AC_lambda.py``): conv 16×3×3/1
   with SiLU, FC 128 with dSiLU, on ``(10, 10, C)`` channels-last grids;
-- ``mlp``: tanh layers on flat observations (classic control), the last hidden layer being the FC.
+- ``mlp``: tanh layers on flat observations (classic control), the last hidden layer being the FC;
+- ``nature``: the DQN torso of Mnih et al. (2015) (conv 32×8×8/4, 64×4×4/2, 64×3×3/1, ReLU; FC 512
+  ReLU) on ``(4, 84, 84)`` uint8 Atari frame stacks scaled to [0, 1], as A2C's Atari agent uses it
+  (Xu et al. ran IMPALA's deeper residual torso).
 
 The parameters live in an ``nn.Module`` for construction and are used as a dict: :meth:`torso`
 and :meth:`heads` take ``params`` explicitly, so the same network serves a plain update and a
@@ -25,7 +28,7 @@ from torch import Tensor, nn
 
 from metaloop.functional import Params
 
-NETS = ("mlp", "minatar")
+NETS = ("mlp", "minatar", "nature")
 ETA_DIM = 2  # (γ, λ)
 
 
@@ -45,6 +48,13 @@ class ActorCriticNet(nn.Module):
             self.conv = nn.Conv2d(obs_shape[-1], 16, 3, stride=1)
             features, width = 16 * (obs_shape[0] - 2) ** 2, 128
             self.act_torso, self.act_fc = F.silu, dsilu
+        elif net == "nature":
+            if tuple(obs_shape[1:]) != (84, 84):
+                raise ValueError(f"the nature network takes (frames, 84, 84) Atari stacks, got shape {obs_shape}")
+            self.convs = nn.ModuleList([nn.Conv2d(obs_shape[0], 32, 8, stride=4), nn.Conv2d(32, 64, 4, stride=2),
+                                        nn.Conv2d(64, 64, 3, stride=1)])
+            features, width = 64 * 7 * 7, 512
+            self.act_torso = self.act_fc = F.relu
         elif net == "mlp":
             if len(obs_shape) != 1 or not hidden:
                 raise ValueError(f"the mlp network takes flat observations and >= 1 hidden layer, got {obs_shape}")
@@ -69,6 +79,11 @@ class ActorCriticNet(nn.Module):
         if self.net == "minatar":
             x = obs.to(p["conv.weight"].dtype).movedim(-1, -3)
             return self.act_torso(F.conv2d(x, p["conv.weight"], p["conv.bias"])).flatten(1)
+        if self.net == "nature":
+            x = obs.to(p["fc.weight"].dtype) / 255.0
+            for i, conv in enumerate(self.convs):
+                x = F.relu(F.conv2d(x, p[f"convs.{i}.weight"], p[f"convs.{i}.bias"], stride=conv.stride))
+            return x.flatten(1)
         x = obs.to(p["fc.weight"].dtype)
         for i in range(len(self.layers)):
             x = self.act_torso(F.linear(x, p[f"layers.{i}.weight"], p[f"layers.{i}.bias"]))

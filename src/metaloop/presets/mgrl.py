@@ -1,4 +1,4 @@
-"""Actor-critic and meta-gradient presets (Xu et al. 2018) on CartPole and the MinAtar games.
+"""Actor-critic and meta-gradient presets (Xu et al. 2018) on CartPole, the MinAtar games and Atari.
 
 For every environment: ``a2c-*`` (γ, λ fixed: the baseline), ``mgrl-*`` (γ and λ meta-learned,
 fed to the networks), ``mgrl-gamma-*`` (γ alone) and ``mgrl-noembed-*`` (γ and λ, not fed to the
@@ -14,7 +14,15 @@ the batch (16 environments × 5 steps per update, A2C's Atari batch), RMSProp (l
 ε 1e-5, A2C's usual values), value-loss weight 0.5 and gradient clipping at 0.5. With 20 steps per
 update (4× fewer updates) Breakout had not left the random policy's return by 1M frames
 (docs/results/mgrl.md).
+
+Atari (ALE, for users with time or a GPU): A2C's Atari agent (Mnih et al. 2016; OpenAI baselines'
+defaults): the DQN preprocessing of :mod:`metaloop.envs.atari` (episodic life, frame skip 4, stacks
+of 4 84×84 frames), Mnih et al. 2015's torso, 16 environments × 5 steps, RMSProp 7e-4, rewards
+clipped to [-1, 1], γ = 0.99, 10M agent steps (40M frames). λ = 0.95 (A2C's n-step return is λ = 1,
+which a sigmoid never reaches). Xu et al. ran IMPALA with a residual torso for 200M frames; these
+presets are the same algorithm at A2C's scale, not a reproduction of their Atari table.
 """
+
 
 from metaloop.presets.dqn import MINATAR_GAMES
 
@@ -41,9 +49,17 @@ VARIANTS = {
                      {"algo.name": "mgrl", "mgrl.meta": "both", "mgrl.embed": False}),
 }
 
+ATARI = {**_AC, "mgrl.net": "nature", "mgrl.gamma": 0.99, "mgrl.gamma_bar": 0.99, "mgrl.lam": 0.95,
+         "mgrl.clip_rewards": True, "mgrl.total_steps": 10_000_000, "mgrl.log_every": 100_000,
+         "mgrl.checkpoint_every": 500_000}
+
+ATARI_GAMES = {"breakout": "Breakout", "spaceinvaders": "SpaceInvaders", "pong": "Pong"}
+
 ENVS = {"cartpole": ("CartPole-v1, 500k steps", CARTPOLE),
         **{f"minatar-{key}": (f"MinAtar {title}, 5M frames", {**MINATAR, "mgrl.env": f"MinAtar/{title}-v0"})
-           for key, title in MINATAR_GAMES.items()}}
+           for key, title in MINATAR_GAMES.items()},
+        **{key: (f"Atari {title} (ALE), 10M steps", {**ATARI, "mgrl.env": f"ALE/{title}-v5"})
+           for key, title in ATARI_GAMES.items()}}
 
 PRESETS = {
     f"{variant}-{env}": (f"Actor-critic on {where}: {what.format(gamma=base['mgrl.gamma'], lam=base['mgrl.lam'])}",

@@ -53,11 +53,12 @@ class UnrollSampler:
     log μ(actions|obs) (B,))``.
 
     Finished episodes' raw returns and lengths accumulate in ``episode_returns`` /
-    ``episode_lengths`` until the caller takes them (:meth:`take_episodes`).
+    ``episode_lengths`` until the caller takes them (:meth:`take_episodes`); with ``clip_rewards``
+    the unroll's rewards (what the agent learns from) are clipped to [-1, 1].
     """
 
-    def __init__(self, env, seed: int):
-        self.env = env
+    def __init__(self, env, seed: int, clip_rewards: bool = False):
+        self.env, self.clip_rewards = env, clip_rewards
         self.reset(seed)
 
     def reset(self, seed: int) -> None:
@@ -82,7 +83,7 @@ class UnrollSampler:
             obs[t] = self.obs
             actions[t], logp[t] = act(self.obs)
             out = self.env.step(actions[t])
-            rewards[t] = out.reward
+            rewards[t] = np.clip(out.reward, -1, 1) if self.clip_rewards else out.reward
             terminated[t] = out.terminated
             cut = out.restarted & ~out.terminated
             truncated[t] = cut
