@@ -4,7 +4,9 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
+from metaloop import build
 from metaloop.cli import main
 from metaloop.presets import PRESETS, get_preset
 
@@ -24,6 +26,8 @@ def test_omniglot_presets_follow_the_papers():
     assert (maml20.algo.inner_lr, maml20.algo.inner_steps, maml20.train.meta_batch) == (0.1, 5, 16)
     imaml = get_preset("imaml-omniglot-20w5s")
     assert (imaml.algo.lam, imaml.algo.cg_steps, imaml.algo.inner_steps, imaml.task.support) == (2.0, 5, 25, 5)
+    assert imaml.train.outer_eps == 1e-3 and maml5.train.outer_eps == 1e-8  # iMAML code's Adam ε; PyTorch's default
+    assert build.outer_optimizer(imaml, [torch.zeros(1, requires_grad=True)]).defaults["eps"] == 1e-3
     assert get_preset("reptile-omniglot-5w5s").algo.inner_optimizer == "adam"
     assert maml5.eval.tasks == 600 and maml5.baseline.pretrain_steps == 0
 

@@ -58,7 +58,7 @@ def learner(cfg: Config, net: nn.Module) -> MetaLearner:
 def outer_optimizer(cfg: Config, params) -> torch.optim.Optimizer:
     if cfg.train.outer_optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.train.outer_lr)
-    return torch.optim.Adam(params, lr=cfg.train.outer_lr)
+    return torch.optim.Adam(params, lr=cfg.train.outer_lr, eps=cfg.train.outer_eps)
 
 
 def outer_lr_at(cfg: Config, step: int) -> float:

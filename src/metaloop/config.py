@@ -63,6 +63,7 @@ class TrainConfig:
     meta_batch: int = 25
     outer_optimizer: str = "adam"  # adam | sgd
     outer_lr: float = 1e-3
+    outer_eps: float = 1e-8  # Adam's ε (iMAML's code uses 1e-3: coordinates with tiny meta-gradients barely move)
     lr_schedule: str = "constant"  # constant | linear (decays to 0 at the last step, Reptile)
     log_every: int = 50
     checkpoint_every: int = 500
@@ -285,6 +286,7 @@ class Config:
             (self.train.outer_optimizer in ("adam", "sgd"), "train.outer_optimizer must be 'adam' or 'sgd'"),
             (self.train.lr_schedule in ("constant", "linear"), "train.lr_schedule must be 'constant' or 'linear'"),
             (self.train.outer_lr > 0, "train.outer_lr must be > 0"),
+            (self.train.outer_eps > 0, "train.outer_eps must be > 0"),
             (self.train.log_every >= 1 and self.train.checkpoint_every >= 1, "train.log_every and train.checkpoint_every must be >= 1"),
             (self.train.max_minutes >= 0, "train.max_minutes must be >= 0 (0 = no budget)"),
             (self.eval.tasks >= 2 and self.eval.max_steps >= 0, "eval.tasks must be >= 2 and eval.max_steps >= 0"),
