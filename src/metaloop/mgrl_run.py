@@ -49,7 +49,6 @@ from metaloop.rl.unrolls import Unroll, UnrollSampler
 
 CONFIG = "config.yaml"
 EVAL_JSON = "eval.json"
-ALGORITHMS = ("a2c", "mgrl")
 EVAL_SEED_OFFSET = 10_000
 
 

@@ -70,9 +70,10 @@ def test_unroll_forward_aligns_next_state_values(random_unroll):
     net = ActorCriticNet("mlp", (3,), 2, hidden=(4, 4), embed_dim=0).double()
     params = dict(net.named_parameters())
     batch = random_unroll(0, T=4, B=2)
-    logits, v, v_const, v_next = ac.unroll_forward(net, params, batch, None)
+    logits, v, logits_const, v_const, v_next = ac.unroll_forward(net, params, batch, None)
     _, v_all = net(batch.observations)
     assert logits.shape == (4, 2, 2) and torch.allclose(v, v_all[:4]) and torch.allclose(v_const, v_all[:4])
+    assert torch.equal(logits_const, logits) and not logits_const.requires_grad
     expected = v_all[1:].detach().clone()
     expected[2, 1] = net(batch.final_obs)[1][0]  # the truncation at step 2 of env 1
     assert torch.allclose(v_next, expected) and not v_next.requires_grad

@@ -49,7 +49,7 @@ def test_meta_gradient_matches_finite_differences(embed, opt, vtrace, central_di
     # (∂J'/∂θ' = (G − v) ∇ log π), so the function to difference holds them at θ'(η)'s values.
     new, _, _ = agent.agent_update(forward, params, state, tau)
     eta_in = agent.eta.detach().clone() if embed else None  # J' feeds the networks η as a constant
-    logits, v, _, v_boot = forward(new, tau_next, eta_in)
+    logits, v, _, _, v_boot = forward(new, tau_next, eta_in)
     one = torch.tensor(1.0, dtype=torch.float64)
     if vtrace:
         rho = (ac.log_prob(logits, tau_next.actions) - tau_next.behaviour_logp).exp()

@@ -211,9 +211,10 @@ def clip_by_global_norm(grads, max_norm: float) -> list[Tensor]:
     return [g * scale for g in grads]
 
 
-# forward(params, batch, eta_in) -> (logits_t (T, B, A), v_t, v_const_t, v_boot_t (T, B)):
-# v_const_t is v_t and v_boot_t[i] the value of step i's next state, both with θ cut from the graph.
-Forward = Callable[..., tuple[Tensor, Tensor, Tensor, Tensor]]
+# forward(params, batch, eta_in) -> (logits_t (T, B, A), v_t, logits_const_t, v_const_t, v_boot_t (T, B)):
+# logits_const_t, v_const_t are logits_t, v_t and v_boot_t[i] the value of step i's next state, all with
+# θ cut from the graph.
+Forward = Callable[..., tuple[Tensor, Tensor, Tensor, Tensor, Tensor]]
 
 
 def returns_for(batch, v_boot_t: Tensor, gamma: Tensor, lambda_: Tensor) -> Tensor:
@@ -252,11 +253,8 @@ def update(forward: Forward, params: Params, batch, gamma: Tensor, lambda_: Tens
     ``(θ', optimizer state', stats)``.
     """
     params = {k: v if v.requires_grad else v.detach().requires_grad_() for k, v in params.items()}
-    logits_t, v_t, v_const_t, v_boot_t = forward(params, batch, eta_in)
-    if vtrace:
-        # ρ with θ cut; where the policy is fed a differentiable η, a second pass keeps its dependence on η
-        logits_const_t = (forward(detach(params), batch, eta_in)[0] if eta_in is not None and eta_in.requires_grad
-                          else logits_t.detach())
+    logits_t, v_t, logits_const_t, v_const_t, v_boot_t = forward(params, batch, eta_in)
+    if vtrace:  # ρ with θ cut; where the policy is fed a differentiable η, it keeps its dependence on η
         logp_const_t = log_prob(logits_const_t, batch.actions)
         g_t, adv_t = vtrace_for(batch, logp_const_t, v_const_t, v_boot_t, gamma, lambda_, rho_bar, c_bar)
     else:
@@ -283,15 +281,16 @@ def detach_state(state):
     return state
 
 
-def unroll_forward(net, params: Params, batch, eta_in: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def unroll_forward(net, params: Params, batch,
+                   eta_in: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """The ``forward`` of :func:`update` for a :class:`~metaloop.nn.actor_critic.ActorCriticNet` on a
     :class:`~metaloop.rl.unrolls.Unroll`: one torso pass over the ``T + 1`` observation rows and the
     truncated episodes' final observations.
 
-    The constants ``v_const_t`` (baseline) and ``v_boot_t`` (values of the next states, the
-    bootstrap targets) are values with θ cut: where the network is fed a differentiable η, only the
-    heads run again (on detached features and weights), so they keep their dependence on η through
-    the embedding.
+    The constants ``logits_const_t`` (V-trace's ρ), ``v_const_t`` (baseline) and ``v_boot_t`` (values
+    of the next states, the bootstrap targets) have θ cut: where the network is fed a
+    differentiable η, only the heads run again (on detached features and weights), so they keep
+    their dependence on η through the embedding.
     """
     T, B = batch.actions.shape
     x = batch.observations.flatten(0, 1)
@@ -300,11 +299,12 @@ def unroll_forward(net, params: Params, batch, eta_in: Tensor | None) -> tuple[T
     h = net.torso(params, x)
     logits, v = net.heads(params, h, eta_in)
     if eta_in is not None and eta_in.requires_grad and net.embed_dim:
-        v_target = net.heads(detach(params), h.detach(), eta_in)[1]
+        logits_target, v_target = net.heads(detach(params), h.detach(), eta_in)
     else:
-        v_target = v.detach()
+        logits_target, v_target = logits.detach(), v.detach()
     n = T * B
     v_next = v_target[B:n + B]
     if batch.truncated_index.numel():
         v_next = v_next.index_put((batch.truncated_index,), v_target[n + B:])
-    return logits[:n].view(T, B, -1), v[:n].view(T, B), v_target[:n].view(T, B), v_next.view(T, B)
+    return (logits[:n].view(T, B, -1), v[:n].view(T, B), logits_target[:n].view(T, B, -1), v_target[:n].view(T, B),
+            v_next.view(T, B))

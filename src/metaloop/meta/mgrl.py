@@ -44,7 +44,7 @@ def meta_objective(forward, params: Params, batch, gamma_bar: float, lambda_bar:
     """J'(τ', θ', η̄): the policy-gradient objective on ``batch`` with the reference return G_η̄
     (to be maximised), or with ``vtrace`` V-trace's advantage under η̄.
     ``forward`` as in :func:`~metaloop.learners.actor_critic.update`."""
-    logits_t, v_t, _, v_boot_t = forward(params, batch, eta_in)
+    logits_t, v_t, _, _, v_boot_t = forward(params, batch, eta_in)
     ref = torch.tensor(gamma_bar, dtype=v_t.dtype), torch.tensor(lambda_bar, dtype=v_t.dtype)
     logp_t = ac.log_prob(logits_t, batch.actions)
     if vtrace:

@@ -4,7 +4,7 @@
 
 The embedding e_η of η = (γ, λ) is Xu et al.'s (2018, §1.4) answer to a return that changes
 under the agent: v and π are told which return they currently approximate (``embed_dim = 0``
-switches it off: the ablation). Two torsos:
+switches it off: the ablation). Three torsos:
 
 - ``minatar``: Young & Tian's AC(λ) network (MinAtar ``examples/AC_lambda.py``): conv 16×3×3/1
   with SiLU, FC 128 with dSiLU, on ``(10, 10, C)`` channels-last grids;
