@@ -10,7 +10,7 @@ RMSProp), one thread, median over repeats:
   steps and 5 policy calls) included: :meth:`metaloop.meta.mgrl.MGRL.step` with η fixed (a2c)
   and with η learned (mgrl).
 
-    OMP_NUM_THREADS=1 python benchmarks/mgrl_speed.py [--env minatar-breakout | cartpole] [--repeats 30]
+    OMP_NUM_THREADS=1 python benchmarks/mgrl_speed.py [--env minatar-breakout | cartpole | breakout] [--repeats 30]
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def setup(preset: str):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--env", default="minatar-breakout", help="preset suffix: cartpole or minatar-<game>")
+    parser.add_argument("--env", default="minatar-breakout", help="preset suffix: cartpole, minatar-<game> or an Atari game (breakout, ...)")
     parser.add_argument("--repeats", type=int, default=30)
     args = parser.parse_args()
     torch.set_num_threads(1)
