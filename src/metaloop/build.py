@@ -27,7 +27,8 @@ def task_distribution(cfg: Config, split: str = "train"):
 
 def model(cfg: Config) -> nn.Module:
     if cfg.task.name == "omniglot":
-        return Conv4(cfg.task.ways, hidden=cfg.model.channels, downsample=cfg.model.downsample)
+        return Conv4(cfg.task.ways, hidden=cfg.model.channels, downsample=cfg.model.downsample,
+                     init_gain=cfg.model.init_gain or None)
     return MLP(1, cfg.model.hidden, 1, cfg.model.activation)
 
 

@@ -43,6 +43,7 @@ class ModelConfig:
     activation: str = "relu"
     channels: int = 64  # omniglot conv4 filters
     downsample: str = "stride"  # omniglot conv4: stride (MAML's code for Omniglot) | maxpool
+    init_gain: float = 0.0  # omniglot conv4: 0 = PyTorch's default init; > 0 = Xavier-uniform with this gain
 
 
 @dataclass
@@ -278,6 +279,7 @@ class Config:
              "baseline.pretrain_steps must be 0 for omniglot (joint pretraining exists for sinusoid only)"),
             (self.task.ways >= 2, "task.ways must be >= 2"),
             (self.model.downsample in ("stride", "maxpool"), "model.downsample must be 'stride' or 'maxpool'"),
+            (self.model.init_gain >= 0, "model.init_gain must be >= 0 (0 = PyTorch's default init)"),
             (self.task.support >= 1 and self.task.query >= 1, "task.support and task.query must be >= 1"),
             (self.algo.inner_lr > 0, "algo.inner_lr must be > 0"),
             (self.algo.inner_steps >= (0 if self.task.name in RL_TASKS else 1),

@@ -87,3 +87,30 @@ def test_maml_meta_gradient_matches_per_task_loop(first_order):
     if not first_order:  # the second-order terms are there, and they matter
         _, fo = per_task_maml(model, tasks, 0.5, 2, first_order=True)
         assert max((p.grad - g).abs().max().item() for p, g in zip(model.parameters(), fo)) > 1e-4
+
+
+def test_xavier_init_gain_sets_the_weight_scale_that_batch_norm_makes_an_inner_step_size():
+    torch.manual_seed(0)
+    model = ml.Conv4(ways=5, hidden=64, image_size=28, downsample="stride", init_gain=1.73)
+    for layer in [block.conv for block in model.blocks] + [model.head]:
+        fan_in, fan_out = torch.nn.init._calculate_fan_in_and_fan_out(layer.weight)
+        bound = 1.73 * (6 / (fan_in + fan_out)) ** 0.5
+        assert layer.weight.abs().max() <= bound
+        assert abs(layer.weight.std().item() - bound / 3 ** 0.5) < 0.05 * bound
+    assert 0 <= model.head.bias.min() and model.head.bias.max() <= 0.05
+    default = ml.Conv4(ways=5, hidden=64, image_size=28, downsample="stride")
+    assert default.blocks[1].conv.weight.abs().max() <= 1 / 576 ** 0.5  # PyTorch's ±1/√fan_in
+
+    # why the scale matters: under batch norm, w -> c·w leaves the loss unchanged and divides its
+    # gradient by c, so a fixed inner step size moves the function c² times less (exact as eps -> 0)
+    x, y = torch.rand(10, 1, 28, 28, dtype=torch.float64), torch.arange(10) % 5
+    for block in model.blocks:
+        block.norm.eps = 1e-12
+    model = model.double()
+    loss = lambda w: torch.nn.functional.cross_entropy(
+        functional_call(model, {**named_params(model), "blocks.1.conv.weight": w}, (x,)), y)
+    w = model.blocks[1].conv.weight.detach().requires_grad_()
+    w3 = (3 * w).detach().requires_grad_()
+    (g,), (g3,) = torch.autograd.grad(loss(w), w), torch.autograd.grad(loss(w3), w3)
+    torch.testing.assert_close(loss(w3), loss(w), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(g3, g / 3, rtol=1e-5, atol=1e-9)

@@ -8,6 +8,12 @@ features to the ``ways`` logits. 28×28 inputs give 64×1×1 features with max-p
 Batch norm is MAML's transductive form: always the statistics of the current batch (one task's
 images), no running averages, learned affine γ, β. Convolutions carry no bias: the batch norm right
 after subtracts any per-channel constant, so a bias would only get zero gradients.
+
+Initialisation matters for gradient-descent inner loops: batch norm makes each block invariant to
+the scale of its convolution weights, so the loss's curvature in them, and the effective step size
+of a fixed inner learning rate, scale as 1/‖w‖². ``init_gain=None`` keeps PyTorch's default
+(uniform ±1/√fan_in); a number draws every weight Xavier-uniform with that gain and the head's bias
+from U(0, 0.05), as iMAML's code does (gain 1.73: weights ~3× PyTorch's, curvature ~9× lower).
 """
 
 from __future__ import annotations
@@ -43,7 +49,8 @@ class Conv4(nn.Module):
     """
 
     def __init__(self, ways: int, in_channels: int = 1, hidden: int = 64, image_size: int = 28,
-                 downsample: str = "maxpool", eps: float = 1e-5, batching: str = "loop"):
+                 downsample: str = "maxpool", eps: float = 1e-5, batching: str = "loop",
+                 init_gain: float | None = None):
         super().__init__()
         if batching not in BATCHING:
             raise ValueError(f"batching must be one of {BATCHING}, got {batching!r}")
@@ -65,6 +72,10 @@ class Conv4(nn.Module):
         if size < 1:
             raise ValueError(f"image_size {image_size} is too small for four 2x downsamplings")
         self.head = nn.Linear(hidden * size * size, ways)
+        if init_gain is not None:
+            for layer in [block.conv for block in self.blocks] + [self.head]:
+                nn.init.xavier_uniform_(layer.weight, gain=init_gain)
+            nn.init.uniform_(self.head.bias, 0.0, 0.05)
 
     def forward(self, x: Tensor) -> Tensor:
         """x: ``(n, C, H, W)`` of one task -> logits ``(n, ways)``."""
