@@ -155,7 +155,7 @@ def make_optimizer(name: str, parameters, lr: float, alpha: float = 0.95, eps: f
     if name == "rmsprop_dm":
         return DeepMindRMSprop(parameters, lr=lr, alpha=alpha, eps=eps)
     if name == "rmsprop":
-        return torch.optim.RMSprop(parameters, lr=lr, alpha=alpha, eps=eps, centered=True)
+        return torch.optim.RMSprop(parameters, lr=lr, alpha=alpha, eps=eps, centered=True, foreach=True)
     if name == "adam":
         return torch.optim.Adam(parameters, lr=lr, eps=eps, fused=True)  # fused: ~30% faster on small nets
     raise ValueError(f"unknown optimizer {name!r}; choose one of {OPTIMIZERS}")

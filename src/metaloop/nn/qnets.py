@@ -119,8 +119,10 @@ def numpy_q_function(net: QNetwork):
                 return None
         return out
 
+    if net.conv or net.scale != 1.0 or net.channels_last:
+        return None  # before copying: a conv net's learner asks again after every update
     parts = [layers(net.torso), layers(net.head.advantage)] + ([layers(net.head.value)] if net.head.dueling else [])
-    if net.scale != 1.0 or net.channels_last or any(p is None for p in parts):
+    if any(p is None for p in parts):
         return None
 
     def run(seq, x):
