@@ -137,6 +137,30 @@ def test_implicit_gradient_equals_closed_form_on_quadratic():
     torch.testing.assert_close(model.layers[0].bias.grad, expected[:, 3:].mean(0), rtol=1e-8, atol=1e-10)
 
 
+def test_code_cg_matrix_solves_the_reference_codes_damped_system():
+    """cg_matrix='code': (2I + H/(λ + 10)) x = ∇L_query(φ), checked against an explicit solve; it is
+    6× the paper-form solution with δ = 22 at λ = 2 (the same matrix up to scale)."""
+    tasks, model = linear_regression_tasks(), linear_model()
+    learner = ml.IMAML(model, inner_lr=0.05, inner_steps=400, lam=LAM, cg_steps=4, cg_matrix="code")
+    phi = learner.solve_inner(tasks)
+    got, _ = learner.implicit_gradient(phi, tasks)
+    got = torch.cat([got["layers.0.weight"].flatten(1), got["layers.0.bias"]], dim=1)
+
+    ones = lambda x: torch.ones(*x.shape[:2], 1, dtype=x.dtype)
+    zs, zq = torch.cat([tasks.support_x, ones(tasks.support_x)], 2), torch.cat([tasks.query_x, ones(tasks.query_x)], 2)
+    flat_phi = torch.cat([phi["layers.0.weight"].flatten(1), phi["layers.0.bias"]], dim=1)[..., None]
+    hessian = 2 / zs.shape[1] * zs.transpose(1, 2) @ zs
+    g_query = (2 / zq.shape[1] * zq.transpose(1, 2) @ (zq @ flat_phi - tasks.query_y)).squeeze(-1)
+    eye = torch.eye(hessian.shape[-1], dtype=torch.float64)
+    expected = torch.linalg.solve(2 * eye + hessian / (LAM + 10), g_query)
+    torch.testing.assert_close(got, expected, rtol=1e-8, atol=1e-10)
+
+    paper = ml.IMAML(model, inner_lr=0.05, inner_steps=400, lam=2.0, cg_steps=4, damping=22.0)
+    torch.testing.assert_close(implicit_meta_gradients(paper, tasks) * 6, implicit_meta_gradients(
+        ml.IMAML(model, inner_lr=0.05, inner_steps=400, lam=2.0, cg_steps=4, cg_matrix="code"), tasks),
+        rtol=1e-8, atol=1e-10)
+
+
 def test_hessian_free_inner_solver_solves_the_quadratic_proximal_problem_in_one_step():
     # On a linear model the Gauss-Newton matrix is the Hessian, so one Gauss-Newton step with
     # n = dim + 1 CG iterations is an exact Newton step onto φ*, and the gradient is the closed form.
@@ -255,7 +279,8 @@ def test_batched_equals_per_task_loop(make_model, tasks, task_mse, model_kind):
 
 
 @pytest.mark.parametrize("kwargs, match", [({"lam": 0.0}, "lam"), ({"cg_steps": 0}, "cg_steps"),
-                                           ({"inner_solver": "newton"}, "inner_solver")])
+                                           ({"inner_solver": "newton"}, "inner_solver"),
+                                           ({"cg_matrix": "exact"}, "cg_matrix")])
 def test_invalid_hyperparameters_rejected(make_model, kwargs, match):
     with pytest.raises(ValueError, match=match):
         ml.IMAML(make_model("mlp"), **kwargs)

@@ -13,7 +13,14 @@ Implicit meta-gradient (Lemma 1, Eq. 6), without differentiating the inner steps
 
 solved by ``cg_steps`` of conjugate gradient (Alg. 2) on Hessian-vector products
 (double backward through one gradient graph at φ_i). ``damping`` δ adds δ I to the
-Hessian, as the reference code does, for a better-conditioned system. Neither the
+Hessian for a better-conditioned system. ``cg_matrix="code"`` solves instead with the reference
+code's matrix (aravindr93/imaml_dev, ``Learner.matrix_evaluator``: regu_coef 1, lam_damping 10),
+
+    (2 I + H/(λ + 10)) x = ∇_φ L_i(φ_i),
+
+i.e. a sixth of the solution of the paper's matrix with δ = 22 (for λ = 2): the same direction,
+larger. It stays positive definite for Hessian eigenvalues down to −2(λ + 10), where the paper's
+undamped matrix becomes indefinite below −λ (cross-entropy under batch norm has such directions). Neither the
 inner steps nor the CG steps keep graphs: memory does not grow with ``inner_steps``.
 
 Why Hessian-free on sinusoids: the implicit gradient never sees the inner optimizer, so
@@ -37,6 +44,7 @@ from metaloop.tasks.batch import TaskBatch
 
 
 INNER_SOLVERS = ("gd", "hessian_free")
+CG_MATRICES = ("paper", "code")
 
 
 def hessian_vector_product(grads: tuple[Tensor, ...], params: Params):
@@ -73,10 +81,12 @@ def gauss_newton_vector_product(forward, loss_fn: LossFn, params: Params, x: Ten
 
 class IMAML(MetaLearner):
     """Implicit MAML; ``inner_steps`` steps of ``inner_solver`` ('gd' with step ``inner_lr``, or
-    'hessian_free' Gauss-Newton-CG steps of length ``inner_lr``, each with ``cg_steps`` CG iterations)."""
+    'hessian_free' Gauss-Newton-CG steps of length ``inner_lr``, each with ``cg_steps`` CG iterations);
+    the implicit gradient by ``cg_steps`` of CG on ``cg_matrix`` ('paper' or 'code', see the module)."""
 
     def __init__(self, model: nn.Module, inner_lr: float = 0.01, inner_steps: int = 10, lam: float = 2.0,
-                 cg_steps: int = 5, damping: float = 0.0, inner_solver: str = "gd", loss_fn: LossFn = mse):
+                 cg_steps: int = 5, damping: float = 0.0, inner_solver: str = "gd", loss_fn: LossFn = mse,
+                 cg_matrix: str = "paper"):
         super().__init__(model, inner_lr, inner_steps, loss_fn)
         if lam <= 0:
             raise ValueError(f"iMAML's regularisation lam must be > 0, got {lam}")
@@ -84,7 +94,10 @@ class IMAML(MetaLearner):
             raise ValueError(f"cg_steps must be >= 1, got {cg_steps}")
         if inner_solver not in INNER_SOLVERS:
             raise ValueError(f"unknown inner_solver {inner_solver!r}; choose one of {INNER_SOLVERS}")
+        if cg_matrix not in CG_MATRICES:
+            raise ValueError(f"unknown cg_matrix {cg_matrix!r}; choose one of {CG_MATRICES}")
         self.lam, self.cg_steps, self.damping, self.inner_solver = lam, cg_steps, damping, inner_solver
+        self.cg_matrix = cg_matrix
 
     def inner_trajectory(self, params: Params, x: Tensor, y: Tensor, create_graph: bool = False):
         """Steps on G(φ) = L̂(φ) + λ/2 ‖φ − θ‖², anchored at the starting parameters θ."""
@@ -115,6 +128,8 @@ class IMAML(MetaLearner):
                                                     tasks.support_y, create_graph=True), phi)
 
         def apply_a(v: Params) -> Params:
+            if self.cg_matrix == "code":
+                return {k: 2 * v[k] + h / (self.lam + 10) for k, h in hvp(v).items()}
             return {k: v[k] + (h + self.damping * v[k]) / self.lam for k, h in hvp(v).items()}
 
         return conjugate_gradient(apply_a, g_query, self.cg_steps), query.detach()
