@@ -55,7 +55,7 @@ class AlgoConfig:
     cg_steps: int = 5  # iMAML conjugate-gradient steps
     damping: float = 0.0  # iMAML Hessian damping δ
     inner_solver: str = "gd"  # iMAML: gd | hessian_free
-    cg_matrix: str = "paper"  # iMAML: paper (I + (H + δ)/λ) | code (2I + H/(λ + 10), aravindr93/imaml_dev)
+    cg_matrix: str = "paper"  # iMAML: paper (I + (H + δ)/λ) | code (2I + H/(λ + 10), imaml_dev) | gauss_newton
     inner_optimizer: str = "sgd"  # Reptile: sgd | adam
 
 
@@ -296,7 +296,8 @@ class Config:
             (self.model.activation in ("relu", "tanh"), "model.activation must be 'relu' or 'tanh'"),
             (self.algo.inner_optimizer in ("sgd", "adam"), "algo.inner_optimizer must be 'sgd' or 'adam'"),
             (self.algo.inner_solver in ("gd", "hessian_free"), "algo.inner_solver must be 'gd' or 'hessian_free'"),
-            (self.algo.cg_matrix in ("paper", "code"), "algo.cg_matrix must be 'paper' or 'code'"),
+            (self.algo.cg_matrix in ("paper", "code", "gauss_newton"),
+             "algo.cg_matrix must be 'paper', 'code' or 'gauss_newton'"),
             (self.rl.estimator in ("maml", "dice"), "rl.estimator must be 'maml' or 'dice'"),
             (self.rl.outer in ("trpo", "ppo"), "rl.outer must be 'trpo' or 'ppo'"),
             (self.rl.episodes >= 2 and self.rl.horizon >= 0, "rl.episodes must be >= 2 and rl.horizon >= 0"),

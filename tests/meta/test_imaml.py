@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import metaloop as ml
-from metaloop.meta.imaml import conjugate_gradient
+from metaloop.meta.imaml import conjugate_gradient, gauss_newton_vector_product
 
 LAM = 2.0
 
@@ -159,6 +159,28 @@ def test_code_cg_matrix_solves_the_reference_codes_damped_system():
     torch.testing.assert_close(implicit_meta_gradients(paper, tasks) * 6, implicit_meta_gradients(
         ml.IMAML(model, inner_lr=0.05, inner_steps=400, lam=2.0, cg_steps=4, cg_matrix="code"), tasks),
         rtol=1e-8, atol=1e-10)
+
+
+def test_gauss_newton_cg_matrix_is_the_papers_on_a_linear_model_and_positive_definite_on_an_mlp(make_model, tasks):
+    # squared error of a linear model: G = H, so the systems agree
+    quad, model = linear_regression_tasks(), linear_model()
+    paper = ml.IMAML(model, inner_lr=0.05, inner_steps=400, lam=LAM, cg_steps=4)
+    gn = ml.IMAML(model, inner_lr=0.05, inner_steps=400, lam=LAM, cg_steps=4, cg_matrix="gauss_newton")
+    torch.testing.assert_close(implicit_meta_gradients(gn, quad), implicit_meta_gradients(paper, quad),
+                               rtol=1e-8, atol=1e-10)
+    # an MLP: G is positive semi-definite and the solution differs from the paper's
+    mlp = make_model("mlp")
+    learner = ml.IMAML(mlp, inner_lr=0.02, inner_steps=5, lam=LAM, cg_steps=3, cg_matrix="gauss_newton")
+    phi = learner.solve_inner(tasks)
+    gvp = gauss_newton_vector_product(learner.forward_tasks, learner.loss_fn, phi, tasks.support_x, tasks.support_y)
+    for seed in range(5):
+        torch.manual_seed(seed)
+        v = {k: torch.randn_like(p) for k, p in phi.items()}
+        gv = gvp(v)
+        assert (sum((v[k] * gv[k]).flatten(1).sum(1) for k in v) >= -1e-9).all()  # vᵀGv ≥ 0 per task
+    g_paper, _ = ml.IMAML(mlp, inner_lr=0.02, inner_steps=5, lam=LAM, cg_steps=3).implicit_gradient(phi, tasks)
+    g_gn, _ = learner.implicit_gradient(phi, tasks)
+    assert not all(torch.allclose(g_paper[k], g_gn[k]) for k in phi)
 
 
 def test_hessian_free_inner_solver_solves_the_quadratic_proximal_problem_in_one_step():

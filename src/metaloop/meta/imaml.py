@@ -20,7 +20,11 @@ code's matrix (aravindr93/imaml_dev, ``Learner.matrix_evaluator``: regu_coef 1, 
 
 i.e. a sixth of the solution of the paper's matrix with δ = 22 (for λ = 2): the same direction,
 larger. It stays positive definite for Hessian eigenvalues down to −2(λ + 10), where the paper's
-undamped matrix becomes indefinite below −λ (cross-entropy under batch norm has such directions). Neither the
+undamped matrix becomes indefinite below −λ (cross-entropy under batch norm has such directions).
+``cg_matrix="gauss_newton"`` solves (I + (G + δI)/λ) x = ∇_φ L_i(φ_i) with the positive semi-definite
+Gauss-Newton matrix G of L̂_i in place of H (our deviation, as Hessian-free optimisation does for the
+same reason): always positive definite, equal to the paper's system where L̂_i is a convex loss of a
+linear model. Neither the
 inner steps nor the CG steps keep graphs: memory does not grow with ``inner_steps``.
 
 Why Hessian-free on sinusoids: the implicit gradient never sees the inner optimizer, so
@@ -44,7 +48,7 @@ from metaloop.tasks.batch import TaskBatch
 
 
 INNER_SOLVERS = ("gd", "hessian_free")
-CG_MATRICES = ("paper", "code")
+CG_MATRICES = ("paper", "code", "gauss_newton")
 
 
 def hessian_vector_product(grads: tuple[Tensor, ...], params: Params):
@@ -82,7 +86,7 @@ def gauss_newton_vector_product(forward, loss_fn: LossFn, params: Params, x: Ten
 class IMAML(MetaLearner):
     """Implicit MAML; ``inner_steps`` steps of ``inner_solver`` ('gd' with step ``inner_lr``, or
     'hessian_free' Gauss-Newton-CG steps of length ``inner_lr``, each with ``cg_steps`` CG iterations);
-    the implicit gradient by ``cg_steps`` of CG on ``cg_matrix`` ('paper' or 'code', see the module)."""
+    the implicit gradient by ``cg_steps`` of CG on ``cg_matrix`` ('paper', 'code' or 'gauss_newton', see the module)."""
 
     def __init__(self, model: nn.Module, inner_lr: float = 0.01, inner_steps: int = 10, lam: float = 2.0,
                  cg_steps: int = 5, damping: float = 0.0, inner_solver: str = "gd", loss_fn: LossFn = mse,
@@ -124,8 +128,11 @@ class IMAML(MetaLearner):
         """Per-task meta-gradients (I + H/λ)⁻¹ ∇_φ L_query(φ) and the query losses."""
         query = self.query_losses(phi, tasks)
         g_query = dict(zip(phi, torch.autograd.grad(query.sum(), tuple(phi.values()))))
-        hvp = hessian_vector_product(task_gradients(self.forward_tasks, self.loss_fn, phi, tasks.support_x,
-                                                    tasks.support_y, create_graph=True), phi)
+        if self.cg_matrix == "gauss_newton":
+            hvp = gauss_newton_vector_product(self.forward_tasks, self.loss_fn, phi, tasks.support_x, tasks.support_y)
+        else:
+            hvp = hessian_vector_product(task_gradients(self.forward_tasks, self.loss_fn, phi, tasks.support_x,
+                                                        tasks.support_y, create_graph=True), phi)
 
         def apply_a(v: Params) -> Params:
             if self.cg_matrix == "code":
