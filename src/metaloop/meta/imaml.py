@@ -24,8 +24,8 @@ undamped matrix becomes indefinite below −λ (cross-entropy under batch norm h
 ``cg_matrix="gauss_newton"`` solves (I + (G + δI)/λ) x = ∇_φ L_i(φ_i) with the positive semi-definite
 Gauss-Newton matrix G of L̂_i in place of H (our deviation, as Hessian-free optimisation does for the
 same reason): always positive definite, equal to the paper's system where L̂_i is a convex loss of a
-linear model. Neither the
-inner steps nor the CG steps keep graphs: memory does not grow with ``inner_steps``.
+linear model. Neither the inner steps nor the CG steps keep graphs: memory does not grow with
+``inner_steps``.
 
 Why Hessian-free on sinusoids: the implicit gradient never sees the inner optimizer, so
 meta-training is free to sharpen the loss (top Hessian eigenvalues of several hundred were
@@ -125,7 +125,8 @@ class IMAML(MetaLearner):
         return params
 
     def implicit_gradient(self, phi: Params, tasks: TaskBatch) -> tuple[Params, Tensor]:
-        """Per-task meta-gradients (I + H/λ)⁻¹ ∇_φ L_query(φ) and the query losses."""
+        """Per-task meta-gradients A⁻¹ ∇_φ L_query(φ), A the ``cg_matrix`` (the paper's I + H/λ by
+        default), and the query losses."""
         query = self.query_losses(phi, tasks)
         g_query = dict(zip(phi, torch.autograd.grad(query.sum(), tuple(phi.values()))))
         if self.cg_matrix == "gauss_newton":

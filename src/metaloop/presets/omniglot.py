@@ -15,9 +15,8 @@ Settings per paper:
   runs it (the paper gives no ε). None of our iMAML runs learns well yet: the proximal inner
   problem is not convex here (Hessian eigenvalues below −λ), see docs/results/omniglot.md.
   The code's initialisation too: Xavier-uniform weights with gain 1.73 (``model.init_gain``), about 3×
-  PyTorch's default, which lowers the support loss's curvature in the batch-normalised convolutions
-  ~9-fold; with PyTorch's init, GD at 0.1 oscillated (top Hessian eigenvalue ~50) and meta-training
-  stalled at a query loss of ~1.1.
+  PyTorch's default, so ~9× less curvature in the batch-normalised convolutions at the start; it
+  did not make our runs learn either.
   Deviation from that code, toward the paper: the inner loop minimises the proximal objective at
   every step and CG solves (I + H/λ) x = g (Alg. 2); the code runs plain GD, then one pull-back
   step, and solves with the damped matrix 2I + H/(λ + 10).
