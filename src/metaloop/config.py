@@ -54,7 +54,7 @@ class AlgoConfig:
     lam: float = 2.0  # iMAML proximal regularisation λ
     cg_steps: int = 5  # iMAML conjugate-gradient steps
     damping: float = 0.0  # iMAML Hessian damping δ
-    inner_solver: str = "gd"  # iMAML: gd | hessian_free
+    inner_solver: str = "gd"  # iMAML: gd | hessian_free | gd_pullback (imaml_dev: plain GD, one proximal step)
     cg_matrix: str = "paper"  # iMAML: paper (I + (H + δ)/λ) | code (2I + H/(λ + 10), imaml_dev) | gauss_newton
     inner_optimizer: str = "sgd"  # Reptile: sgd | adam
 
@@ -295,7 +295,8 @@ class Config:
             (self.eval.tasks >= 2 and self.eval.max_steps >= 0, "eval.tasks must be >= 2 and eval.max_steps >= 0"),
             (self.model.activation in ("relu", "tanh"), "model.activation must be 'relu' or 'tanh'"),
             (self.algo.inner_optimizer in ("sgd", "adam"), "algo.inner_optimizer must be 'sgd' or 'adam'"),
-            (self.algo.inner_solver in ("gd", "hessian_free"), "algo.inner_solver must be 'gd' or 'hessian_free'"),
+            (self.algo.inner_solver in ("gd", "hessian_free", "gd_pullback"),
+             "algo.inner_solver must be 'gd', 'hessian_free' or 'gd_pullback'"),
             (self.algo.cg_matrix in ("paper", "code", "gauss_newton"),
              "algo.cg_matrix must be 'paper', 'code' or 'gauss_newton'"),
             (self.rl.estimator in ("maml", "dice"), "rl.estimator must be 'maml' or 'dice'"),

@@ -159,6 +159,27 @@ def test_code_cg_matrix_solves_the_reference_codes_damped_system():
     torch.testing.assert_close(implicit_meta_gradients(paper, tasks) * 6, got, rtol=1e-8, atol=1e-10)
 
 
+def test_gd_pullback_runs_plain_gd_then_one_proximal_step():
+    """inner_solver='gd_pullback' (imaml_dev): φ_{t+1} = (I − αH) φ_t + α c from θ for k steps, then
+    φ ← φ − αλ (φ − θ), in closed form with the support Hessian H and c = (2/k) Zᵀy; adaptation at test
+    time is the plain GD part alone."""
+    tasks, model = linear_regression_tasks(), linear_model()
+    alpha, steps = 0.05, 7
+    learner = ml.IMAML(model, inner_lr=alpha, inner_steps=steps, lam=LAM, cg_steps=4, inner_solver="gd_pullback")
+    flat = lambda p: torch.cat([p["layers.0.weight"].flatten(1), p["layers.0.bias"]], dim=1)
+    zs = torch.cat([tasks.support_x, torch.ones(*tasks.support_x.shape[:2], 1, dtype=torch.float64)], 2)
+    hessian = 2 / zs.shape[1] * zs.transpose(1, 2) @ zs
+    c = (2 / zs.shape[1] * zs.transpose(1, 2) @ tasks.support_y).squeeze(-1)
+    theta = torch.cat([model.layers[0].weight.detach().flatten(), model.layers[0].bias.detach()]).expand(3, -1)
+    phi = theta.clone()
+    eye = torch.eye(hessian.shape[-1], dtype=torch.float64)
+    for _ in range(steps):
+        phi = ((eye - alpha * hessian) @ phi[..., None]).squeeze(-1) + alpha * c
+    torch.testing.assert_close(flat(learner.adapt(tasks.support_x, tasks.support_y, steps)), phi, rtol=1e-10, atol=1e-12)
+    expected = phi - alpha * LAM * (phi - theta)
+    torch.testing.assert_close(flat(learner.solve_inner(tasks)), expected, rtol=1e-10, atol=1e-12)
+
+
 def test_gauss_newton_cg_matrix_is_the_papers_on_a_linear_model_and_positive_definite_on_an_mlp(make_model, tasks):
     # squared error of a linear model: G = H, so the systems agree
     quad, model = linear_regression_tasks(), linear_model()

@@ -3,7 +3,9 @@
 Inner problem (Eq. 3), solved approximately from φ = θ by k steps of one of the paper's two
 solvers (§4, Table 2): gradient descent ("gd"), or Hessian-free steps in the sense of
 Martens (2010) ("hessian_free": φ ← φ − α d, with (G + λI) d = ∇Φ solved by CG, G the
-positive semi-definite Gauss-Newton matrix of L̂ and Φ the proximal objective below):
+positive semi-definite Gauss-Newton matrix of L̂ and Φ the proximal objective below); or, as the
+reference code runs it ("gd_pullback", aravindr93/imaml_dev ``omniglot_implicit_maml.py``), k plain
+GD steps on L̂ alone followed by one GD step of the same size on the proximal term, φ ← φ − α λ (φ − θ):
 
     φ_i = argmin_φ  Φ_i(φ) = L̂_i(φ) + (λ/2) ‖φ − θ‖²
 
@@ -47,7 +49,7 @@ from metaloop.meta.base import MetaLearner
 from metaloop.tasks.batch import TaskBatch
 
 
-INNER_SOLVERS = ("gd", "hessian_free")
+INNER_SOLVERS = ("gd", "hessian_free", "gd_pullback")
 CG_MATRICES = ("paper", "code", "gauss_newton")
 
 
@@ -84,8 +86,9 @@ def gauss_newton_vector_product(forward, loss_fn: LossFn, params: Params, x: Ten
 
 
 class IMAML(MetaLearner):
-    """Implicit MAML; ``inner_steps`` steps of ``inner_solver`` ('gd' with step ``inner_lr``, or
-    'hessian_free' Gauss-Newton-CG steps of length ``inner_lr``, each with ``cg_steps`` CG iterations);
+    """Implicit MAML; ``inner_steps`` steps of ``inner_solver`` ('gd' with step ``inner_lr``,
+    'hessian_free' Gauss-Newton-CG steps of length ``inner_lr``, each with ``cg_steps`` CG iterations, or
+    'gd_pullback': plain GD on the support loss, then one pull-back step toward θ);
     the implicit gradient by ``cg_steps`` of CG on ``cg_matrix`` ('paper', 'code' or 'gauss_newton', see the module)."""
 
     def __init__(self, model: nn.Module, inner_lr: float = 0.01, inner_steps: int = 10, lam: float = 2.0,
@@ -104,11 +107,13 @@ class IMAML(MetaLearner):
         self.cg_matrix = cg_matrix
 
     def inner_trajectory(self, params: Params, x: Tensor, y: Tensor, create_graph: bool = False):
-        """Steps on G(φ) = L̂(φ) + λ/2 ‖φ − θ‖², anchored at the starting parameters θ."""
+        """Steps on G(φ) = L̂(φ) + λ/2 ‖φ − θ‖², anchored at the starting parameters θ ('gd_pullback':
+        on L̂ alone, which is also how its reference code adapts at test time)."""
         anchor = detach(params)
+        proximal = self.inner_solver != "gd_pullback"
         while True:
             grads = task_gradients(self.forward_tasks, self.loss_fn, params, x, y, create_graph)
-            step = {k: g + self.lam * (p - anchor[k]) for (k, p), g in zip(params.items(), grads)}
+            step = {k: g + self.lam * (p - anchor[k]) if proximal else g for (k, p), g in zip(params.items(), grads)}
             if self.inner_solver == "hessian_free":
                 gvp = gauss_newton_vector_product(self.forward_tasks, self.loss_fn, params, x, y)
                 step = conjugate_gradient(lambda v: {k: h + self.lam * v[k] for k, h in gvp(v).items()},
@@ -118,10 +123,14 @@ class IMAML(MetaLearner):
 
     def solve_inner(self, tasks: TaskBatch) -> Params:
         """φ_i for every task, detached (no graph to θ, so memory is flat in ``inner_steps``)."""
-        params = detach(expand_tasks(self.meta_params(), tasks.num_tasks), requires_grad=True)
+        theta = detach(expand_tasks(self.meta_params(), tasks.num_tasks))
+        params = detach(theta, requires_grad=True)
         trajectory = self.inner_trajectory(params, tasks.support_x, tasks.support_y)
         for _ in range(self.inner_steps):
             params = detach(next(trajectory), requires_grad=True)
+        if self.inner_solver == "gd_pullback":
+            params = {k: (p - self.inner_lr * self.lam * (p - theta[k])).detach().requires_grad_()
+                      for k, p in params.items()}
         return params
 
     def implicit_gradient(self, phi: Params, tasks: TaskBatch) -> tuple[Params, Tensor]:
