@@ -19,7 +19,12 @@ Settings per paper:
   did not make our runs learn either.
   Deviation from that code, toward the paper: the inner loop minimises the proximal objective at
   every step and CG solves (I + H/λ) x = g (Alg. 2); the code runs plain GD, then one pull-back
-  step, and solves with the damped matrix 2I + H/(λ + 10).
+  step, solves with the damped matrix 2I + H/(λ + 10), and draws one query image per class. Those
+  three are ``--set algo.inner_solver=gd_pullback --set algo.cg_matrix=code --set task.query=1``,
+  the only iMAML form that learned steadily here (docs/results/omniglot.md).
+- Training draws 15 query images per class for every algorithm. MAML's code draws K (one at
+  1 shot); measured here that is ~3× cheaper per meta-step but 1.6 points worse after 2 hours
+  (``--set task.query=1`` restores it).
 """
 
 SHOTS = {"5w1s": (5, 1), "5w5s": (5, 5), "20w1s": (20, 1), "20w5s": (20, 5)}
