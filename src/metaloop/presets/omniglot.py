@@ -12,8 +12,8 @@ Settings per paper:
   steps on the support set (the paper takes mini-batches of 10, which at 1 shot is the same set).
 - iMAML (Rajeswaran et al. 2019, §5): λ = 2, 5 CG steps, 16 (5-way) or 25 (20-way) GD inner steps
   of 0.1, Adam 1e-3 with ε = 1e-3, meta-batch 32 (5-way), as the paper's code (aravindr93/imaml_dev)
-  runs it (the paper gives no ε). None of our iMAML runs learns well yet: the proximal inner
-  problem is not convex here (Hessian eigenvalues below −λ), see docs/results/omniglot.md.
+  runs it (the paper gives no ε). With the paper's inner loop none of our runs learns well: the
+  proximal inner problem is not convex here (Hessian eigenvalues below −λ), see docs/results/omniglot.md.
   The code's initialisation too: Xavier-uniform weights with gain 1.73 (``model.init_gain``), about 3×
   PyTorch's default, so ~9× less curvature in the batch-normalised convolutions at the start; it
   did not make our runs learn either.
