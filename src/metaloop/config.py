@@ -157,6 +157,7 @@ class DQNConfig:
     noop_max: int = 30  # Atari
     sticky_actions: float = 0.0  # Atari repeat-action probability (Nature 0; Machado et al. 0.25)
     episodic_life: bool = True  # Atari: a lost life is terminal for learning
+    fire_on_life_loss: bool = True  # Atari, with episodic_life: press FIRE after a lost life (Baselines' FireResetEnv)
     max_episode_frames: int = 108_000  # Atari: 30 minutes at 60 Hz
 
     def checks(self) -> list[tuple[bool, str]]:

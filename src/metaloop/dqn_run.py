@@ -55,7 +55,7 @@ def make_env(cfg: Config, num_envs: int, render: bool = False):
     d = cfg.dqn
     return make_vec_env(d.env, num_envs, render=render, frame_skip=d.frame_skip, frame_stack=d.frame_stack,
                         noop_max=d.noop_max, sticky_actions=d.sticky_actions, episodic_life=d.episodic_life,
-                        max_episode_frames=d.max_episode_frames)
+                        max_episode_frames=d.max_episode_frames, fire_on_life_loss=d.fire_on_life_loss)
 
 
 def make_net(cfg: Config, env) -> QNetwork:
@@ -216,7 +216,7 @@ def _run(cfg: Config, run_dir: Path, state: dict | None, progress: bool, env) ->
             epsilon = 1.0 if step < d.learning_starts else linear_epsilon(step, d.eps_start, d.eps_end, d.eps_decay)
             actions = greedy_actions(q, obs, epsilon, env.num_actions, rng)
             out = env.step(actions)
-            replay.add(actions, out.reward, out.terminated, out.next_obs)
+            replay.add(actions if out.actions is None else out.actions, out.reward, out.terminated, out.next_obs)
             if out.restarted.any():
                 replay.start(out.obs, out.restarted)
             obs = out.obs

@@ -51,6 +51,27 @@ def test_atari_stacks_roll_and_games_restart_with_a_fresh_stack():
     env.close()
 
 
+@pytest.mark.parametrize("fire", [True, False])
+def test_atari_fire_after_a_lost_life_serves_the_ball(fire):
+    # An agent that only ever chooses NOOP: the game serves the first ball (FIRE at reset); after a
+    # lost life, only the environment's FIRE (Baselines' FireResetEnv) serves the next one.
+    env = make_vec_env("ALE/Breakout-v5", 1, episodic_life=True, fire_on_life_loss=fire)
+    env.reset(seed=0)
+    lives_lost, fired_after_loss, lost_last = 0, 0, False
+    for _ in range(300):
+        out = env.step(np.zeros(1, dtype=np.int64))
+        executed = out.actions[0]
+        assert executed == (1 if fire and lost_last else 0)  # FIRE exactly once, right after the loss
+        fired_after_loss += executed == 1
+        lost_last = bool(out.terminated[0] and not out.restarted[0])
+        lives_lost += lost_last
+    if fire:  # every ball served: two games of 5 lives lost to NOOP within 300 steps
+        assert lives_lost >= 8 and fired_after_loss >= lives_lost - 1
+    else:  # the first ball is lost, the second never served
+        assert lives_lost == 1 and fired_after_loss == 0
+    env.close()
+
+
 def test_minatar_grid_observations():
     pytest.importorskip("minatar")
     env = make_vec_env("MinAtar/Breakout-v0", 2)

@@ -35,6 +35,7 @@ class VecStep:
     restarted: np.ndarray
     episode_returns: list = field(default_factory=list)
     episode_lengths: list = field(default_factory=list)
+    actions: np.ndarray | None = None  # the actions executed (Atari may replace some by FIRE); None: as given
 
 
 class EpisodeTracker:
@@ -104,7 +105,7 @@ class GymVecEnv:
             for i in np.flatnonzero(ended):
                 next_obs[i] = info["final_obs"][i]
         returns, lengths = self.episodes.update(reward, ended)
-        return VecStep(obs, next_obs, reward.astype(np.float32), terminated, ended, returns, lengths)
+        return VecStep(obs, next_obs, reward.astype(np.float32), terminated, ended, returns, lengths, actions)
 
     def render(self) -> np.ndarray:
         """RGB frame of the first environment, ``(H, W, 3)`` uint8."""
