@@ -10,10 +10,13 @@ MinAtar (Young & Tian 2019): the minatar.Environment defaults (sticky actions 0.
 ramping) behind the -v0 ids (full action set), 5M frames = 5M steps; from the paper's AC(λ)
 (``examples/AC_lambda.py``): its network (conv 16 SiLU, FC 128 dSiLU), γ = 0.99, λ = 0.8, entropy
 bonus 0.01. Not from the paper, which learns online from one environment with eligibility traces:
-the batch (16 environments × 5 steps per update, A2C's Atari batch), RMSProp (lr 7e-4, ρ 0.99,
-ε 1e-5, A2C's usual values), value-loss weight 0.5 and gradient clipping at 0.5. With 20 steps per
-update (4× fewer updates) Breakout had not left the random policy's return by 1M frames
-(docs/results/mgrl.md).
+the batch (16 environments × 5 steps per update, A2C's Atari batch), RMSProp (lr 7e-4, ρ 0.99, A2C's
+usual values), value-loss weight 0.5 and gradient clipping at 0.5. RMSProp's ε is 1e-10 inside the
+root, the equivalent of PyTorch's (and SB3's) ε = 1e-5 added to the root: ε = 1e-5 inside the root
+(TensorFlow's placement, kept for Atari) floors the root at 3e-3, far above MinAtar's small
+gradients, and A2C then never left the random policy on Asterix, Freeway and Seaquest in 5M
+frames (docs/results/mgrl.md). With 20 steps per update (4× fewer updates) Breakout had not left
+the random policy's return by 1M frames.
 
 Atari (ALE, for users with time or a GPU): A2C's Atari agent (Mnih et al. 2016; OpenAI baselines'
 defaults): the DQN preprocessing of :mod:`metaloop.envs.atari` (episodic life, frame skip 4, stacks
@@ -37,7 +40,7 @@ CARTPOLE = {**_AC, "mgrl.env": "CartPole-v1", "mgrl.net": "mlp", "mgrl.hidden": 
             "mgrl.gamma_bar": 0.99, "mgrl.lam": 0.95, "mgrl.num_envs": 8, "mgrl.entropy_coef": 0.0,
             "mgrl.total_steps": 500_000, "mgrl.log_every": 10_000, "mgrl.checkpoint_every": 50_000}
 
-MINATAR = {**_AC, "mgrl.net": "minatar", "mgrl.gamma": 0.99, "mgrl.gamma_bar": 0.99, "mgrl.lam": 0.8,
+MINATAR = {**_AC, "mgrl.net": "minatar", "mgrl.gamma": 0.99, "mgrl.gamma_bar": 0.99, "mgrl.lam": 0.8, "mgrl.optim_eps": 1e-10,
            "mgrl.total_steps": 5_000_000, "mgrl.log_every": 50_000, "mgrl.checkpoint_every": 250_000}
 
 VARIANTS = {
