@@ -13,7 +13,9 @@ without it Breakout's ball is never served again until the agent learns to press
 All environments step together here, so the step after a lost life executes FIRE in that
 environment in place of the agent's action, and :class:`VecStep` ``actions`` reports what was
 executed (what a replay memory must store). Baselines spends a no-op step before its FIRE and
-hides both from the agent; one FIRE serves the ball as well (checked in the tests).
+hides both from the agent; one FIRE serves the ball as well (checked in the tests). The DQN runner
+turns it on (``dqn.fire_on_life_loss``); the actor-critic runner leaves it off, since its batches
+carry the behaviour policy's log-probabilities of the actions it sampled.
 
 ale-py steps all environments in C++ threads; the reset uses its partial ``reset_mask`` so an
 ended game restarts within the same batch step.
