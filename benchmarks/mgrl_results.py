@@ -70,7 +70,7 @@ def main() -> None:
         steps = np.array([r["step"] for r in runs[0][1][:n]])
         curves = np.array([[r["return_avg"] for r in rows[:n]] for _, rows in runs])
         stats = np.array([mean_ci(c) for c in curves.T])
-        line, = ax.plot(steps, stats[:, 0], label=f"{preset} ({len(runs)} seeds)")
+        line, = ax.plot(steps, stats[:, 0], label=f"{preset} ({len(runs)} seed{'s' if len(runs) > 1 else ''})")
         ax.fill_between(steps, stats[:, 0] - stats[:, 1], stats[:, 0] + stats[:, 1], color=line.get_color(), alpha=0.2)
     ax.set_xlabel("agent steps (frames)")
     ax.set_ylabel("return, mean of the last 100 episodes")
