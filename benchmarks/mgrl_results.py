@@ -5,7 +5,9 @@
 Runs are grouped by preset (seeds of one preset form a group). Prints one markdown row per group:
 seeds, steps, the moving-average training return at the end and its mean over all logged steps
 (the area under the learning curve: how early it learned), each as mean and 95% confidence
-interval over seeds (Student t), final γ and λ, and training wall time per run. Draws ``<out>_curves.png``
+interval over seeds (Student t), Welch's t-test of each group's final return against the first
+group's (t, its Welch–Satterthwaite degrees of freedom, two-sided p), final γ and λ, and training
+wall time per run. Draws ``<out>_curves.png``
 (mean return over seeds with its 95% band, per preset) and ``<out>_gamma.png`` (γ and λ of every
 run over training, one colour per preset).
 """
@@ -13,6 +15,7 @@ run over training, one colour per preset).
 from __future__ import annotations
 
 import argparse
+import math
 from collections import defaultdict
 from pathlib import Path
 
@@ -36,6 +39,29 @@ def mean_ci(x) -> tuple[float, float]:
     return float(x.mean()), T_975.get(len(x) - 1, 1.96) * float(x.std(ddof=1)) / np.sqrt(len(x))
 
 
+def welch(a, b) -> tuple[float, float, float]:
+    """Welch's t of mean(a) − mean(b), its degrees of freedom and the two-sided p (NaN if undefined)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if min(len(a), len(b)) < 2:
+        return math.nan, math.nan, math.nan
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    if va + vb == 0:
+        return math.nan, math.nan, math.nan
+    t = (a.mean() - b.mean()) / math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    return float(t), float(df), student_t_sf2(abs(t), df)
+
+
+def student_t_sf2(t: float, df: float) -> float:
+    """Two-sided tail P(|T| > t) of Student's t with ``df`` degrees of freedom (Simpson on the density)."""
+    x = np.linspace(0.0, t, 20001)
+    log_c = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+    pdf = np.exp(log_c - (df + 1) / 2 * np.log1p(x * x / df))
+    h = x[1] - x[0]
+    inner = h / 3 * (pdf[0] + pdf[-1] + 4 * pdf[1:-1:2].sum() + 2 * pdf[2:-1:2].sum())
+    return float(max(0.0, 1.0 - 2.0 * inner))
+
+
 def load(run: Path) -> tuple[Config, list[dict]]:
     return Config.load(run / "config.yaml"), [r for r in read_metrics(run / METRICS) if "return_avg" in r]
 
@@ -49,18 +75,21 @@ def main() -> None:
     for run in args.runs:
         cfg, rows = load(run)
         groups[cfg.preset].append((cfg, rows))
-    print("| preset | seeds | steps | final return (last 100 episodes) | mean return over training | final γ | final λ "
-          "| minutes per run |")
-    print("|---|---|---|---|---|---|---|---|")
-    for preset, runs in groups.items():
+    first = [rows[-1]["return_avg"] for _, rows in next(iter(groups.values()))]
+    print("| preset | seeds | steps | final return (last 100 episodes) | Welch t vs first (df, p) "
+          "| mean return over training | final γ | final λ | minutes per run |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for i, (preset, runs) in enumerate(groups.items()):
         final = [rows[-1]["return_avg"] for _, rows in runs]
         m, h = mean_ci(final)
+        t, df, pv = welch(final, first)
+        test = "" if i == 0 or math.isnan(t) else f"{t:+.2f} ({df:.1f}, {pv:.3f})"
         am, ah = mean_ci([np.mean([r["return_avg"] for r in rows]) for _, rows in runs])
         gammas = ", ".join(f"{rows[-1]['gamma']:.4f}" for _, rows in runs)
         lams = ", ".join(f"{rows[-1]['lam']:.3f}" for _, rows in runs)
         minutes = np.mean([np.sum(np.diff([0] + [r["step"] for r in rows]) / np.array([r["steps_per_s"] for r in rows]))
                            for _, rows in runs]) / 60
-        print(f"| {preset} | {len(runs)} | {runs[0][1][-1]['step']:,} | {m:.1f} ± {h:.1f} | {am:.1f} ± {ah:.1f} | {gammas} | {lams} | {minutes:.1f} |")
+        print(f"| {preset} | {len(runs)} | {runs[0][1][-1]['step']:,} | {m:.1f} ± {h:.1f} | {test} | {am:.1f} ± {ah:.1f} | {gammas} | {lams} | {minutes:.1f} |")
     if args.out is None:
         return
     args.out.parent.mkdir(parents=True, exist_ok=True)
