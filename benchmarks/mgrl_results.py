@@ -2,7 +2,8 @@
 
     python benchmarks/mgrl_results.py RUN_DIR [RUN_DIR ...] --out docs/results/mgrl/cartpole
 
-Runs are grouped by preset (seeds of one preset form a group). Prints one markdown row per group:
+Runs are grouped by preset (seeds of one preset form a group), or with ``--by-dir`` by run directory
+name without its ``-s<seed>`` suffix (runs of one preset with different ``--set`` overrides). Prints one markdown row per group:
 seeds, steps, the moving-average training return at the end and its mean over all logged steps
 (the area under the learning curve: how early it learned), each as mean and 95% confidence
 interval over seeds (Student t), Welch's t-test of each group's final return against the first
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -70,13 +72,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("runs", nargs="+", type=Path)
     p.add_argument("--out", type=Path, help="figure path prefix")
+    p.add_argument("--by-dir", action="store_true", help="group by run directory name less its -s<seed> suffix")
     args = p.parse_args()
     groups: dict[str, list] = defaultdict(list)
     for run in args.runs:
         cfg, rows = load(run)
-        groups[cfg.preset].append((cfg, rows))
+        groups[re.sub(r"-s\d+$", "", run.resolve().name) if args.by_dir else cfg.preset].append((cfg, rows))
     first = [rows[-1]["return_avg"] for _, rows in next(iter(groups.values()))]
-    print("| preset | seeds | steps | final return (last 100 episodes) | Welch t vs first (df, p) "
+    print(f"| {'runs' if args.by_dir else 'preset'} | seeds | steps | final return (last 100 episodes) | Welch t vs first (df, p) "
           "| mean return over training | final γ | final λ | minutes per run |")
     print("|---|---|---|---|---|---|---|---|---|")
     for i, (preset, runs) in enumerate(groups.items()):
