@@ -14,7 +14,7 @@ the batch (16 environments × 5 steps per update, A2C's Atari batch), RMSProp (l
 usual values), value-loss weight 0.5 and gradient clipping at 0.5. Breakout alone (a tuned
 deviation) takes AC(λ)'s balance of the loss terms: its update δ ∇v + ½ δ ∇log π + 0.01 ∇H is,
 with the policy term at weight 1, value weight 2 and entropy bonus 0.02. With A2C's 0.5 and 0.01,
-Breakout sat on a ~6 plateau in 2 of 3 seeds (7.7 at 5M frames; 15.1 with AC(λ)'s balance); on
+Breakout sat on a ~6 plateau in 2 of 3 seeds (7.7 at 5M frames; 15.2 over 4 seeds with AC(λ)'s balance); on
 Space Invaders that balance learned slower (101 and 105 at 5M frames on seeds 0 and 1, against 134 and 154),
 so the other games keep A2C's (docs/results/mgrl.md). RMSProp's ε is 1e-10 inside the
 root, the equivalent of PyTorch's (and SB3's) ε = 1e-5 added to the root: ε = 1e-5 inside the root
