@@ -31,9 +31,11 @@ from metaloop.train import Budget, _load, checkpoint_path, create_run_dir, stop_
 
 def make_env(cfg: Config, oracle: bool | None = None):
     try:
-        env = envs.make(cfg.task.name, cfg.rl.horizon)
+        env = envs.make(cfg.task.name, cfg.rl.horizon, cfg.rl.frame_skip)
     except ImportError as exc:
         raise ConfigError(f"task {cfg.task.name!r} needs MuJoCo: {exc} (pip install 'gymnasium[mujoco]')") from None
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     return envs.OracleEnv(env) if (cfg.rl.oracle if oracle is None else oracle) else env
 
 

@@ -48,6 +48,33 @@ def test_half_cheetah_reward_by_hand(cls, task):
     np.testing.assert_array_equal(obs, np.concatenate([env.data.qpos[1:], env.data.qvel]))
 
 
+def test_half_cheetah_frame_skip_one_is_rllabs_step():
+    """frame_skip=1 (the paper's rllab models): one env step is one mj_step of 0.01 s, done by hand here."""
+    import mujoco
+
+    env = HalfCheetahVel(frame_skip=1)
+    assert env.dt == pytest.approx(0.01)
+    env.reset_task(np.array([1.3]))
+    env.reset(seed=0)
+    model, data = env.model, mujoco.MjData(env.model)
+    data.qpos[:], data.qvel[:] = env.data.qpos, env.data.qvel
+    action = np.random.default_rng(0).uniform(-1, 1, 6)
+    data.ctrl[:] = action
+    mujoco.mj_step(model, data)
+    x_tm1 = float(env.data.qpos[0])
+    obs, reward, *_ = env.step(action)
+    np.testing.assert_allclose(obs, np.concatenate([data.qpos[1:], data.qvel]), rtol=0, atol=1e-12)
+    v = (float(data.qpos[0]) - x_tm1) / 0.01
+    assert reward == pytest.approx(-abs(v - 1.3) - 0.5 * 0.1 * np.sum(action**2), abs=1e-9)
+
+
+def test_make_locomotion_frame_skip():
+    assert make_locomotion("cheetah-vel", frame_skip=1)._pool[0].dt == pytest.approx(0.01)
+    assert make_locomotion("ant-dir")._pool[0].dt == pytest.approx(DT)
+    with pytest.raises(ValueError, match="frame_skip"):
+        make_locomotion("cheetah-dir", frame_skip=-1)
+
+
 @pytest.mark.parametrize("cls, task", [(AntVel, 2.2), (AntDir, 1.0)])
 def test_ant_reward_by_hand(cls, task):
     env = cls()

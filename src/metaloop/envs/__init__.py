@@ -10,10 +10,13 @@ FAMILIES = ("nav2d", "bandit", "tabular") + LOCOMOTION
 DEFAULT_HORIZON = {"nav2d": 100, "bandit": 10, "tabular": 10, **{name: 200 for name in LOCOMOTION}}
 
 
-def make(name: str, horizon: int = 0) -> TaskEnv:
-    """The task family ``name`` with episodes of ``horizon`` steps (0 = the family's default)."""
+def make(name: str, horizon: int = 0, frame_skip: int = 0) -> TaskEnv:
+    """The task family ``name`` with episodes of ``horizon`` steps (0 = the family's default); MuJoCo
+    families advance ``frame_skip`` physics steps per env step (0 = the model's default)."""
     if name not in FAMILIES:
         raise ValueError(f"unknown task family {name!r}; known: {', '.join(FAMILIES)}")
+    if frame_skip and name not in LOCOMOTION:
+        raise ValueError(f"frame_skip applies to the MuJoCo families ({', '.join(LOCOMOTION)}), not {name!r}")
     horizon = horizon or DEFAULT_HORIZON[name]
     if name == "nav2d":
         return Navigation2D(horizon=horizon)
@@ -23,7 +26,7 @@ def make(name: str, horizon: int = 0) -> TaskEnv:
         return TabularMDP(horizon=horizon)
     from metaloop.envs.locomotion import make_locomotion  # MuJoCo loads only when asked for
 
-    return make_locomotion(name, horizon=horizon)
+    return make_locomotion(name, horizon=horizon, frame_skip=frame_skip)
 
 
 __all__ = ["TaskEnv", "Navigation2D", "Navigation2DEnv", "OracleEnv", "BernoulliBandit", "TabularMDP", "make",

@@ -12,7 +12,9 @@ Rewards, task distributions and termination follow the paper's code (cbfinn/maml
 pytorch-maml-rl (``maml_rl/envs/mujoco/{half_cheetah,ant}.py``), whose formulas we copy term by term.
 The forward velocity is the finite difference vₜ = (xₜ − xₜ₋₁)/Δt of the root's x coordinate
 ``qpos[0]`` over one env step (Δt = 5 × 0.01 s = 0.05 s for both robots), as in pytorch-maml-rl and
-Gymnasium. rllab read the torso's centre-of-mass velocity instead, and pytorch-maml-rl's ant
+Gymnasium. The paper's own code ran rllab's models, whose half-cheetah steps the physics once per env step
+(timestep 0.01 s, no ``frame_skip`` in its XML): a 200-step episode is 2 s of motion there and 10 s here.
+``frame_skip=1`` (``--set rl.frame_skip=1``) gives rllab's step. rllab read the torso's centre-of-mass velocity instead, and pytorch-maml-rl's ant
 differences the torso body position, which after ``mj_step`` lags ``qpos`` by one physics sub-step;
 for the ant's free joint ``qpos[0]`` is that same torso position, one sub-step later.
 
@@ -164,8 +166,8 @@ class _LocomotionTask:
     task_dim = 1
     default_task: tuple[float, ...]
 
-    def _setup_task(self, task, max_episode_steps: int | None, render_mode: str | None) -> None:
-        utils.EzPickle.__init__(self, task, max_episode_steps, render_mode)  # pickle our arguments, not v5's
+    def _setup_task(self, task, max_episode_steps: int | None, render_mode: str | None, frame_skip: int) -> None:
+        utils.EzPickle.__init__(self, task, max_episode_steps, render_mode, frame_skip)  # ours, not v5's
         self.max_episode_steps = max_episode_steps
         self._dt = self.dt  # frame_skip × timestep; reading it from the MjModel each step costs ~4% of a cheetah step
         self._elapsed = 0
@@ -192,9 +194,10 @@ class _HalfCheetah(_LocomotionTask, HalfCheetahEnv):
     Observation ``(17,)``: ``qpos[1:]`` (8), ``qvel`` (9). Action ``(6,)`` in [−1, 1].
     """
 
-    def __init__(self, task=None, max_episode_steps: int | None = None, render_mode: str | None = None):
-        super().__init__(render_mode=render_mode)
-        self._setup_task(task, max_episode_steps, render_mode)
+    def __init__(self, task=None, max_episode_steps: int | None = None, render_mode: str | None = None,
+                 frame_skip: int = 5):
+        super().__init__(render_mode=render_mode, frame_skip=frame_skip)
+        self._setup_task(task, max_episode_steps, render_mode, frame_skip)
 
     def step(self, action: np.ndarray):
         x_tm1 = self.data.qpos[0]
@@ -218,10 +221,12 @@ class _Ant(_LocomotionTask, AntEnv):
     Action ``(8,)`` in [−1, 1].
     """
 
-    def __init__(self, task=None, max_episode_steps: int | None = None, render_mode: str | None = None):
-        super().__init__(render_mode=render_mode, healthy_z_range=ANT_HEALTHY_Z, contact_force_range=(-1.0, 1.0))
+    def __init__(self, task=None, max_episode_steps: int | None = None, render_mode: str | None = None,
+                 frame_skip: int = 5):
+        super().__init__(render_mode=render_mode, frame_skip=frame_skip, healthy_z_range=ANT_HEALTHY_Z,
+                         contact_force_range=(-1.0, 1.0))
         self._action_scale = 0.5 * (self.action_space.high - self.action_space.low).astype(np.float64)
-        self._setup_task(task, max_episode_steps, render_mode)
+        self._setup_task(task, max_episode_steps, render_mode, frame_skip)
 
     def step(self, action: np.ndarray):
         x_tm1 = self.data.qpos[0]
@@ -372,8 +377,12 @@ FAMILIES: dict[str, type] = {"cheetah-vel": HalfCheetahVel, "cheetah-dir": HalfC
                              "ant-vel": AntVel, "ant-dir": AntDir}
 
 
-def make_locomotion(name: str, horizon: int = 200) -> GymTaskEnv:
-    """The batched locomotion family ``name`` (one of :data:`FAMILIES`) with episodes of ``horizon`` steps."""
+def make_locomotion(name: str, horizon: int = 200, frame_skip: int = 0) -> GymTaskEnv:
+    """The batched locomotion family ``name`` (one of :data:`FAMILIES`) with episodes of ``horizon`` steps
+    of ``frame_skip`` physics steps each (0 = Gymnasium v5's 5; the paper's rllab models used 1)."""
     if name not in FAMILIES:
         raise ValueError(f"unknown locomotion task family {name!r}; known: {', '.join(FAMILIES)}")
-    return GymTaskEnv(FAMILIES[name], horizon=horizon)
+    if frame_skip < 0:
+        raise ValueError(f"frame_skip must be >= 0 (0 = the model's default), got {frame_skip}")
+    family = FAMILIES[name]
+    return GymTaskEnv(functools.partial(family, frame_skip=frame_skip) if frame_skip else family, horizon=horizon)
