@@ -31,10 +31,10 @@ from metaloop.train import create_run_dir
 from metaloop.config import Config
 from metaloop.envs.gym_envs import make_vec_env
 from metaloop.errors import DivergedError, UserError
-from metaloop.learners.dqn import (crossed, dqn_loss, linear_epsilon, make_optimizer, mlp_q_regression_grads,
-                                   q_regression_loss, td_target)
+from metaloop.learners.dqn import (crossed, dqn_loss, linear_epsilon, make_optimizer, minatar_q_regression_grads,
+                                   minatar_q_values, mlp_q_regression_grads, q_regression_loss, q_values, td_target)
 from metaloop.logging import METRICS, MetricsLogger, Progress, read_metrics
-from metaloop.nn.qnets import QNetwork, mlp_layers, numpy_q_function, q_network
+from metaloop.nn.qnets import QNetwork, minatar_keys, mlp_layers, numpy_q_function, q_network
 from metaloop.rl.replay import ReplayMemory, Transitions
 
 CONFIG = "config.yaml"
@@ -67,10 +67,15 @@ def make_net(cfg: Config, env) -> QNetwork:
 
 
 def acting_q_function(net: QNetwork):
-    """``obs -> Q`` on NumPy arrays for acting: a NumPy snapshot for MLPs, else the torch net."""
+    """``obs -> Q`` on NumPy arrays for acting: a NumPy snapshot for MLPs, the live parameters through
+    :func:`minatar_q_values` for the MinAtar net, else the torch net."""
     q = numpy_q_function(net)
     if q is not None:
         return q
+    keys = minatar_keys(net)
+    if keys is not None:
+        conv = [net.get_parameter(k) for k in keys]
+        return lambda obs: minatar_q_values(conv, torch.from_numpy(obs)).numpy()
 
     def q_torch(obs: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
@@ -92,8 +97,10 @@ def greedy_actions(q, obs: np.ndarray, epsilon: float, num_actions: int, rng: np
 class DQNAgent:
     """θ, θ⁻ and the optimizer; :meth:`update` is one step of ``dqn_loss`` on one batch.
 
-    For a plain MLP the gradient comes from :func:`mlp_q_regression_grads` (the same numbers,
-    without autograd's overhead); any other net goes through autograd on ``dqn_loss``.
+    For a plain MLP the gradient comes from :func:`mlp_q_regression_grads`, for the plain MinAtar
+    net from :func:`minatar_q_regression_grads` (its Q-values for targets and acting from
+    :func:`minatar_q_values`): the same numbers, without autograd's and ``nn.Module``'s overhead.
+    Any other net goes through autograd on ``dqn_loss``.
     """
 
     def __init__(self, cfg: Config, net: QNetwork):
@@ -104,6 +111,14 @@ class DQNAgent:
         self.optimizer = make_optimizer(d.optimizer, list(self.params.values()), d.lr, d.optim_alpha, d.optim_eps)
         linear = mlp_layers(net)
         self.layers = None if linear is None else [(m.weight, m.bias) for m in linear]
+        keys = minatar_keys(net)
+        self.conv = None if keys is None else ([self.params[k] for k in keys], [self.target[k] for k in keys])
+
+    def q(self, params: dict, obs: torch.Tensor) -> torch.Tensor:
+        """Q-values with ``params`` (the online or the target dict), no gradient."""
+        if self.conv is not None:
+            return minatar_q_values(self.conv[0] if params is self.params else self.conv[1], obs)
+        return q_values(self.net, params, obs)
 
     def sync_target(self) -> None:
         with torch.no_grad():
@@ -117,7 +132,7 @@ class DQNAgent:
         """
         d = self.cfg.dqn
         y_t = None if d.double else td_target(self.net, self.params, self.target, batches, d.gamma,
-                                              clip_rewards=d.clip_rewards)
+                                              clip_rewards=d.clip_rewards, q=self.q)
         fields = Transitions.__dataclass_fields__
         return [self.update(Transitions(*(getattr(batches, f)[i] for f in fields)), None if y_t is None else y_t[i])
                 for i in range(len(batches.r_t))]
@@ -125,12 +140,17 @@ class DQNAgent:
     def update(self, batch: Transitions, y_t=None) -> float:
         """One optimizer step on ``dqn_loss`` (or on given targets ``y_t``); returns the loss."""
         d = self.cfg.dqn
-        if self.layers is not None:
+        if self.layers is not None or self.conv is not None:
             if y_t is None:
-                y_t = td_target(self.net, self.params, self.target, batch, d.gamma, d.double, d.clip_rewards)
-            loss, grads = mlp_q_regression_grads(self.layers, batch.o_tm1, batch.a_tm1, y_t, d.huber_delta)
-            for (w, b), dw, db in zip(self.layers, grads[::2], grads[1::2]):
-                w.grad, b.grad = dw, db
+                y_t = td_target(self.net, self.params, self.target, batch, d.gamma, d.double, d.clip_rewards, q=self.q)
+            if self.layers is not None:
+                loss, grads = mlp_q_regression_grads(self.layers, batch.o_tm1, batch.a_tm1, y_t, d.huber_delta)
+                params = [p for layer in self.layers for p in layer]
+            else:
+                params = self.conv[0]
+                loss, grads = minatar_q_regression_grads(params, batch.o_tm1, batch.a_tm1, y_t, d.huber_delta)
+            for p, g in zip(params, grads):
+                p.grad = g
         else:
             if y_t is None:
                 loss = dqn_loss(self.net, self.params, batch, self.target, d.gamma, double=d.double,

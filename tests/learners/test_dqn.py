@@ -130,3 +130,24 @@ def test_hand_written_mlp_gradient_equals_autograd():
     for e, g in zip(expected, got):
         assert torch.allclose(e, g, atol=1e-12)
     assert mlp_layers(mlp(4, 3, (8,), dueling=True)) is None
+
+
+def test_hand_written_minatar_gradient_equals_autograd():
+    from metaloop.learners.dqn import minatar_q_regression_grads, minatar_q_values
+    from metaloop.nn.qnets import minatar_cnn, minatar_keys
+
+    torch.manual_seed(0)
+    net = minatar_cnn(4, 5).double()
+    p = dict(net.named_parameters())
+    o = torch.rand(7, 10, 10, 4) < 0.3  # bool channels, as MinAtar's
+    a, y = torch.randint(0, 5, (7,)), 3 * torch.randn(7, dtype=torch.float64)
+    conv = [p[k] for k in minatar_keys(net)]
+    assert torch.allclose(minatar_q_values(conv, o), net(o.double()), atol=1e-12)
+    loss = q_regression_loss(net, p, o.double(), a, y, huber_delta=1.0)
+    expected = torch.autograd.grad(loss, conv)
+    got_loss, got = minatar_q_regression_grads(conv, o, a, y, huber_delta=1.0)
+    assert got_loss.item() == pytest.approx(loss.item())
+    assert any(e.abs().max() > 1e-3 for e in expected)
+    for e, g in zip(expected, got):
+        assert e.shape == g.shape and torch.allclose(e, g, atol=1e-12)
+    assert minatar_keys(minatar_cnn(4, 5, dueling=True)) is None

@@ -145,3 +145,18 @@ def mlp_layers(net: QNetwork) -> list[nn.Linear] | None:
             not all(isinstance(m, (nn.Linear, nn.ReLU)) for m in modules):
         return None
     return [m for m in modules if isinstance(m, nn.Linear)]
+
+
+def minatar_keys(net: QNetwork) -> list[str] | None:
+    """Parameter names ``[conv weight, conv bias, W₁, b₁, W₂, b₂]`` of a plain (non-dueling) MinAtar
+    Q-network, in the order :func:`metaloop.learners.dqn.minatar_q_regression_grads` takes them; None
+    for other nets."""
+    modules = [*net.torso, *net.head.advantage]
+    kinds = [type(m) for m in modules]
+    if net.head.dueling or not net.channels_last or kinds != [nn.Conv2d, nn.ReLU, nn.Flatten, nn.Linear, nn.ReLU, nn.Linear]:
+        return None
+    conv = modules[0]
+    if conv.stride != (1, 1) or conv.padding != (0, 0) or conv.dilation != (1, 1) or conv.groups != 1:
+        return None
+    return [f"{part}.{i}.{name}" for part, i in (("torso", 0), ("head.advantage", 0), ("head.advantage", 2))
+            for name in ("weight", "bias")]
