@@ -188,6 +188,7 @@ class DQNMetaConfig:
     adapt_steps: int = 1000  # K: env steps per task of one inner loop during meta-training
     envs_per_task: int = 4  # episodes per task stepped side by side
     query_steps: int = 200  # fomaml: fresh env steps per task with θ'_i for the outer gradient
+    query_loss: str = "td"  # fomaml: td (DQN loss on the query steps) | nstep (regression on their own returns)
     eval_budgets: tuple[int, ...] = (0, 250, 500, 1000, 2000)  # adaptation env steps at which test returns are measured
     eval_episodes: int = 4  # greedy episodes per task for each measured return
     pretrain_target_update: int = 500  # joint pretraining (a long DQN run, lr baseline.pretrain_lr): env steps between θ⁻ copies
@@ -197,6 +198,9 @@ class DQNMetaConfig:
             (self.pretrain_target_update >= 1, "dqn_meta.pretrain_target_update must be >= 1"),
             (self.adapt_steps >= 1 and self.envs_per_task >= 1 and self.query_steps >= 1,
              "dqn_meta.adapt_steps, dqn_meta.envs_per_task and dqn_meta.query_steps must be >= 1"),
+            (self.query_loss in ("td", "nstep"), "dqn_meta.query_loss must be 'td' or 'nstep'"),
+            (self.query_loss != "nstep" or self.query_steps % max(self.envs_per_task, 1) == 0,
+             "dqn_meta.query_loss=nstep needs dqn_meta.query_steps to be a multiple of dqn_meta.envs_per_task"),
             (len(self.eval_budgets) >= 1 and min(self.eval_budgets) >= 0,
              "dqn_meta.eval_budgets must be env-step counts >= 0"),
             (self.eval_episodes >= 1, "dqn_meta.eval_episodes must be >= 1"),

@@ -89,8 +89,8 @@ def meta_direction(cfg: Config, net: QNetwork, theta: Params, env, hp: InnerDQN,
     if cfg.algo.name == "reptile":
         direction = reptile_direction(theta, adapted)
     else:
-        query = collect(net, adapted, tasks, env, cfg.dqn_meta.query_steps, hp, generator)
-        direction = fomaml_gradient(net, adapted, targets, query, hp)
+        query, done = collect(net, adapted, tasks, env, cfg.dqn_meta.query_steps, hp, generator)
+        direction = fomaml_gradient(net, adapted, targets, query, hp, done, cfg.dqn_meta.query_loss)
     stats["direction_norm"] = float(torch.sqrt(sum(g.square().sum() for g in direction.values())))
     return direction, stats
 

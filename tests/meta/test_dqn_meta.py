@@ -13,7 +13,7 @@ from metaloop.dqn_meta_run import (
 )
 from metaloop.envs.cartpole_family import CartPoleFamily
 from metaloop.learners.dqn_inner import InnerDQN
-from metaloop.meta.dqn_meta import collect, fomaml_gradient, reptile_direction
+from metaloop.meta.dqn_meta import collect, fomaml_gradient, nstep_returns, reptile_direction
 from metaloop.nn.qnets import mlp
 from metaloop.presets import get_preset
 from metaloop.rl.replay import Transitions
@@ -55,21 +55,39 @@ def test_fomaml_gradient_by_hand():
     torch.testing.assert_close(grad["table"], expected)
 
 
+def test_nstep_returns_by_hand():
+    """Two envs, three rounds (round-major), γ = 0.5, every reward 1, V⁻(o_t) = max Q⁻(1, ·) = 0.4.
+    env 0: on, terminated, on (segment end) → G = 1 + ½·1, 1, 1 + ½·0.4 = 1.5, 1.0, 1.2;
+    env 1: truncated, on, on (segment end) → G = 1 + ½·0.4, 1 + ½·1.2, 1.2 = 1.2, 1.6, 1.2."""
+    adapted = {"table": torch.zeros(1, 2, 2)}
+    targets = {"table": torch.tensor([[[0.0, 0.0], [0.4, 0.2]]])}
+    query = Transitions(o_tm1=torch.zeros(1, 6, dtype=torch.long), a_tm1=torch.zeros(1, 6, dtype=torch.long),
+                        r_t=torch.ones(1, 6), terminated_t=torch.tensor([[False, False, True, False, False, False]]),
+                        o_t=torch.ones(1, 6, dtype=torch.long))
+    done = torch.tensor([[False, True, True, False, False, False]])
+    hp = InnerDQN(gamma=0.5, envs_per_task=2)
+    g = nstep_returns(TableQ(), adapted, targets, query, done, hp)
+    torch.testing.assert_close(g, torch.tensor([[1.5, 1.2, 1.0, 1.6, 1.2, 1.2]]))
+    grad = fomaml_gradient(TableQ(), adapted, targets, query, hp, done, query_loss="nstep")
+    # Q = 0 everywhere, so ∂L/∂Q(0, 0) = −mean clip(G, −1, 1) = −1 (every G ≥ 1)
+    torch.testing.assert_close(grad["table"], torch.tensor([[-1.0, 0.0], [0.0, 0.0]]))
+
+
 def test_collect_gives_fresh_transitions_per_task():
     net = mlp(4, 2, (8,))
     env = CartPoleFamily()
     tasks = env.sample_tasks(3, torch.Generator().manual_seed(0))
     params = {k: v.detach().expand(3, *v.shape) for k, v in net.named_parameters()}
-    query = collect(net, params, tasks, env, 10, InnerDQN(envs_per_task=4), torch.Generator().manual_seed(0))
-    assert query.o_tm1.shape == (3, 10, 4) and query.a_tm1.shape == (3, 10)
+    query, done = collect(net, params, tasks, env, 10, InnerDQN(envs_per_task=4), torch.Generator().manual_seed(0))
+    assert query.o_tm1.shape == (3, 10, 4) and query.a_tm1.shape == (3, 10) and done.shape == (3, 10)
     assert query.r_t.eq(1).all()
 
 
-@pytest.mark.parametrize("algo", ["reptile", "fomaml"])
-def test_meta_direction_is_deterministic_per_generator(algo):
+@pytest.mark.parametrize("algo,query_loss", [("reptile", "td"), ("fomaml", "td"), ("fomaml", "nstep")])
+def test_meta_direction_is_deterministic_per_generator(algo, query_loss):
     cfg = apply_overrides(get_preset(f"{algo}-dqn-cartpole"), ["dqn.hidden=8,8", "dqn_meta.adapt_steps=40",
                                                                 "dqn_meta.query_steps=8", "train.meta_batch=2",
-                                                                "dqn.learning_starts=20"])
+                                                                "dqn.learning_starts=20", f"dqn_meta.query_loss={query_loss}"])
     env = make_env(cfg)
     net = make_net(cfg, env)
     theta = dict(net.named_parameters())
