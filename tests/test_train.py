@@ -143,3 +143,18 @@ def test_max_minutes_stops_with_a_checkpoint_and_each_resume_gets_a_new_budget(t
 def test_max_minutes_must_not_be_negative():
     with pytest.raises(UserError, match="train.max_minutes must be >= 0"):
         tiny("maml-sinusoid", "train.max_minutes=-1")
+
+
+def test_write_json_atomic_survives_a_redirect_into_the_same_path(tmp_path):
+    """`metaloop eval RUN --json > RUN/eval.json`: the shell's handle points at the old file, which the
+    atomic replace leaves behind, so eval.json holds exactly the object."""
+    import json
+
+    from metaloop import checkpoint
+
+    path = tmp_path / "eval.json"
+    path.write_text('{"old": true, "padding": "' + "x" * 200 + '"}\n')
+    with open(path, "w") as redirect:  # truncated, as the shell does before the command runs
+        checkpoint.write_json_atomic({"return_mean": 1.5}, path)
+        redirect.write('{"return_mean": 1.5}\n')
+    assert json.loads(path.read_text()) == {"return_mean": 1.5}

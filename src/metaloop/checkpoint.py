@@ -6,6 +6,7 @@ only replaces it by an atomic ``os.replace``.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -18,11 +19,22 @@ LAST = "last.pt"
 
 
 def save_atomic(obj, path: Path) -> None:
+    """``torch.save`` to ``path`` through a temporary file: a crash leaves the old file or the new one."""
+    _write_atomic(path, lambda f: torch.save(obj, f))
+
+
+def write_json_atomic(obj, path: Path) -> None:
+    """``obj`` as indented JSON in ``path``, replaced whole (a reader, or a shell redirect into the same
+    path, never sees a half-written or mixed file)."""
+    _write_atomic(path, lambda f: f.write((json.dumps(obj, indent=1) + "\n").encode()))
+
+
+def _write_atomic(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

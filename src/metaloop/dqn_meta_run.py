@@ -224,9 +224,7 @@ def evaluate(run_dir: Path) -> dict:
     result = {"preset": cfg.preset, "algorithm": cfg.algo.name, "metric": "return", "meta_steps": state["step"],
               "tasks": cfg.eval.tasks, "budgets": list(budgets), "episodes": cfg.dqn_meta.eval_episodes,
               "force_sign": tasks[:, 4].tolist(), **curves.pop(cfg.algo.name), "baselines": curves}
-    tmp = run_dir / (EVAL_JSON + ".tmp")
-    tmp.write_text(json.dumps(result, indent=1) + "\n")
-    tmp.replace(run_dir / EVAL_JSON)
+    checkpoint.write_json_atomic(result, run_dir / EVAL_JSON)
     return result
 
 

@@ -18,7 +18,6 @@ never stopped.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -326,7 +325,7 @@ def evaluate(run_dir: Path) -> dict:
               "frames": state["step"] * frame_skip, "episodes": scores["episodes"], "epsilon": scores["epsilon"],
               "return_mean": scores["return_mean"], "return_std": scores["return_std"],
               "returns": scores["returns"], "episode_steps": scores["steps"]}
-    (run_dir / EVAL_JSON).write_text(json.dumps(result, indent=1) + "\n")
+    checkpoint.write_json_atomic(result, run_dir / EVAL_JSON)
     return result
 
 

@@ -9,7 +9,6 @@ stream seeded apart from training (``eval.seed``) and, for Omniglot, from the te
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -90,9 +89,7 @@ def evaluate(run_dir: Path) -> dict:
         result = evaluate_rl(cfg, state)
     else:
         result = _evaluate_supervised(cfg, state)
-    tmp = run_dir / (EVAL_JSON + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(run_dir / EVAL_JSON)
+    checkpoint.write_json_atomic(result, run_dir / EVAL_JSON)
     return result
 
 

@@ -24,7 +24,6 @@ that never stopped.
 from __future__ import annotations
 
 import functools
-import json
 import math
 import time
 from collections import deque
@@ -254,7 +253,7 @@ def evaluate(run_dir: Path) -> dict:
               "episodes_in_last": len(recent), "return_at": return_at,
               "eval_return_mean": float(np.mean(scores)), "eval_return_std": float(np.std(scores)),
               "eval_returns": scores}
-    (run_dir / EVAL_JSON).write_text(json.dumps(result, indent=1) + "\n")
+    checkpoint.write_json_atomic(result, run_dir / EVAL_JSON)
     return result
 
 
