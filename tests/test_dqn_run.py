@@ -137,3 +137,37 @@ def test_several_envs_step_as_one_batch(tmp_path):
 def test_nproc_is_refused_for_dqn(tmp_path, capsys):
     assert main(["train", "dqn-cartpole", "--nproc", "2", "--run-dir", str(tmp_path / "r")]) == 2
     assert "drop --nproc" in capsys.readouterr().err
+
+
+def test_minatar_agent_by_hand_trains_as_autograd_does():
+    """DQNAgent takes the hand-written path for the MinAtar net (targets, update, acting); five
+    updates of it land where five autograd updates do, and acting scores as the module does."""
+    import numpy as np
+
+    from metaloop.dqn_run import DQNAgent, acting_q_function
+    from metaloop.nn.qnets import q_network
+    from metaloop.rl.replay import Transitions
+
+    cfg = get_preset("dqn-minatar-breakout")
+    agents = []
+    for by_hand in (True, False):
+        torch.manual_seed(0)
+        agents.append(DQNAgent(cfg, q_network("minatar", (10, 10, 4), 6)))
+        if not by_hand:
+            agents[-1].conv_keys = None
+    assert agents[0].conv_keys is not None
+    g = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        batch = Transitions(torch.rand(1, 32, 10, 10, 4, generator=g) < 0.2, torch.randint(0, 6, (1, 32), generator=g),
+                            torch.randn(1, 32, generator=g), torch.rand(1, 32, generator=g) < 0.1,
+                            torch.rand(1, 32, 10, 10, 4, generator=g) < 0.2)
+        losses = [a.train_phase(batch)[0] for a in agents]
+        assert losses[0] == pytest.approx(losses[1], rel=1e-4)
+    for k, p in agents[0].params.items():
+        assert torch.allclose(p, agents[1].params[k], atol=1e-5), k
+    moved = max((p - agents[0].target[k]).abs().max() for k, p in agents[0].params.items())
+    assert moved > 1e-4  # θ⁻ is still the initial θ (no copy within 5 updates): θ did move
+    obs = (np.random.default_rng(0).random((3, 10, 10, 4)) < 0.2)
+    with torch.no_grad():
+        expected = agents[0].net(torch.from_numpy(obs)).numpy()
+    np.testing.assert_allclose(acting_q_function(agents[0].net)(obs), expected, atol=1e-5)

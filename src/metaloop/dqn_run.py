@@ -110,13 +110,12 @@ class DQNAgent:
         self.optimizer = make_optimizer(d.optimizer, list(self.params.values()), d.lr, d.optim_alpha, d.optim_eps)
         linear = mlp_layers(net)
         self.layers = None if linear is None else [(m.weight, m.bias) for m in linear]
-        keys = minatar_keys(net)
-        self.conv = None if keys is None else ([self.params[k] for k in keys], [self.target[k] for k in keys])
+        self.conv_keys = minatar_keys(net)
 
     def q(self, params: dict, obs: torch.Tensor) -> torch.Tensor:
         """Q-values with ``params`` (the online or the target dict), no gradient."""
-        if self.conv is not None:
-            return minatar_q_values(self.conv[0] if params is self.params else self.conv[1], obs)
+        if self.conv_keys is not None:
+            return minatar_q_values([params[k] for k in self.conv_keys], obs)
         return q_values(self.net, params, obs)
 
     def sync_target(self) -> None:
@@ -139,14 +138,14 @@ class DQNAgent:
     def update(self, batch: Transitions, y_t=None) -> float:
         """One optimizer step on ``dqn_loss`` (or on given targets ``y_t``); returns the loss."""
         d = self.cfg.dqn
-        if self.layers is not None or self.conv is not None:
+        if self.layers is not None or self.conv_keys is not None:
             if y_t is None:
                 y_t = td_target(self.net, self.params, self.target, batch, d.gamma, d.double, d.clip_rewards, q=self.q)
             if self.layers is not None:
                 loss, grads = mlp_q_regression_grads(self.layers, batch.o_tm1, batch.a_tm1, y_t, d.huber_delta)
                 params = [p for layer in self.layers for p in layer]
             else:
-                params = self.conv[0]
+                params = [self.params[k] for k in self.conv_keys]
                 loss, grads = minatar_q_regression_grads(params, batch.o_tm1, batch.a_tm1, y_t, d.huber_delta)
             for p, g in zip(params, grads):
                 p.grad = g

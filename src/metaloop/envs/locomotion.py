@@ -12,10 +12,10 @@ Rewards, task distributions and termination follow the paper's code (cbfinn/maml
 pytorch-maml-rl (``maml_rl/envs/mujoco/{half_cheetah,ant}.py``), whose formulas we copy term by term.
 The forward velocity is the finite difference vₜ = (xₜ − xₜ₋₁)/Δt of the root's x coordinate
 ``qpos[0]`` over one env step (Δt = 5 × 0.01 s = 0.05 s for both robots), as in pytorch-maml-rl and
-Gymnasium. The paper's own code ran rllab's models, whose half-cheetah steps the physics once per env step
-(timestep 0.01 s, no ``frame_skip`` in its XML): a 200-step episode is 2 s of motion there and 10 s here.
-``frame_skip=1`` (``--set rl.frame_skip=1``) gives rllab's step. rllab read the torso's centre-of-mass velocity instead, and pytorch-maml-rl's ant
-differences the torso body position, which after ``mj_step`` lags ``qpos`` by one physics sub-step;
+Gymnasium. The paper's own code ran rllab's models, whose half-cheetah steps the physics once per
+env step (timestep 0.01 s, no ``frame_skip`` in its XML): a 200-step episode is 2 s of motion there
+and 10 s here; ``frame_skip=1`` (``--set rl.frame_skip=1``) gives rllab's step. rllab read the
+torso's centre-of-mass velocity instead, and pytorch-maml-rl's ant differences the torso body position, which after ``mj_step`` lags ``qpos`` by one physics sub-step;
 for the ant's free joint ``qpos[0]`` is that same torso position, one sub-step later.
 
 Observations are Gymnasium v5's: half-cheetah ``qpos[1:], qvel`` (17), ant ``qpos[2:], qvel`` and the

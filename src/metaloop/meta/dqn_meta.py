@@ -14,9 +14,11 @@ collected by the adapted ε-greedy policy after the inner loop (the query set of
 against the inner loop's last target network θ⁻_i. With ``query_loss="nstep"`` the regression
 targets are instead the query episodes' own discounted returns G_t (:func:`nstep_returns`),
 bootstrapped from θ⁻_i only where a segment stops before its episode ends: a deviation from the
-one-step TD loss, whose targets are the adapted net's own bootstrapped values. Both directions are written as a gradient
-(Reptile's is ``θ − mean_i θ'_i``, as in :mod:`metaloop.meta.reptile`), so an outer
-``torch.optim.SGD(lr=ε)`` step is exactly Reptile's update and Adam serves FOMAML.
+one-step TD loss, whose targets are the adapted net's own bootstrapped values.
+
+Both directions are written as a gradient (Reptile's is ``θ − mean_i θ'_i``, as in
+:mod:`metaloop.meta.reptile`), so an outer ``torch.optim.SGD(lr=ε)`` step is exactly Reptile's
+update and Adam serves FOMAML.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ def fomaml_gradient(model: nn.Module, adapted: Params, targets: Params, query: T
     if query_loss not in QUERY_LOSSES:
         raise ValueError(f"query_loss must be one of {QUERY_LOSSES}, got {query_loss!r}")
     if query_loss == "nstep":
+        if done is None:
+            raise ValueError("query_loss='nstep' needs the query's episode ends (done, from collect)")
         g_t = nstep_returns(model, adapted, targets, query, done, hp)
         # a terminal transition with reward G_t: dqn_loss's target is then G_t itself
         query = Transitions(query.o_tm1, query.a_tm1, g_t, torch.ones_like(query.terminated_t), query.o_t)
