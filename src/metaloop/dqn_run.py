@@ -66,8 +66,8 @@ def make_net(cfg: Config, env) -> QNetwork:
 
 
 def acting_q_function(net: QNetwork):
-    """``obs -> Q`` on NumPy arrays for acting: a NumPy snapshot for MLPs, the live parameters through
-    :func:`minatar_q_values` for the MinAtar net, else the torch net."""
+    """``obs -> Q`` on NumPy arrays for acting, always with the current parameters: NumPy views of
+    them for MLPs, :func:`minatar_q_values` for the MinAtar net, else the torch net."""
     q = numpy_q_function(net)
     if q is not None:
         return q
@@ -245,7 +245,6 @@ def _run(cfg: Config, run_dir: Path, state: dict | None, progress: bool, env) ->
                 agent.sync_target()
             if step > d.learning_starts and crossed(step, d.num_envs, d.train_freq):
                 losses += agent.train_phase(replay.sample(d.gradient_steps, d.batch_size, rng))
-                q = acting_q_function(net)
                 if not math.isfinite(losses[-1]):
                     raise DivergedError(f"DQN loss is {losses[-1]} at step {step}; stopped, the last checkpoint is kept")
             at_checkpoint = crossed(step, d.num_envs, d.checkpoint_every) or step >= d.total_steps

@@ -33,10 +33,14 @@ def test_nature_cnn_matches_the_paper():
 
 
 @pytest.mark.parametrize("dueling", [False, True])
-def test_numpy_snapshot_equals_the_torch_forward(dueling):
+def test_numpy_q_function_equals_the_torch_forward_and_follows_updates(dueling):
     model = q_network("mlp", (4,), 2, dueling=dueling, hidden=(16, 16))
     q = numpy_q_function(model)
     obs = np.random.default_rng(0).standard_normal((7, 4)).astype(np.float32)
+    assert np.allclose(q(obs), model(torch.from_numpy(obs)).detach().numpy(), atol=1e-5)
+    with torch.no_grad():  # an in-place update, as the optimizers make: q follows it without a new copy
+        for p in model.parameters():
+            p.mul_(1.5).add_(0.1)
     assert np.allclose(q(obs), model(torch.from_numpy(obs)).detach().numpy(), atol=1e-5)
     assert numpy_q_function(q_network("minatar", (10, 10, 4), 3)) is None
 

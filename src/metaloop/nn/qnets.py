@@ -102,17 +102,18 @@ def q_network(net: str, obs_shape: tuple[int, ...], actions: int, dueling: bool 
 
 
 def numpy_q_function(net: QNetwork):
-    """A NumPy copy of an MLP Q-network, ``f(obs (B, in)) -> (B, actions)``, or None for conv nets.
+    """An MLP Q-network in NumPy, ``f(obs (B, in)) -> (B, actions)``, or None for conv nets.
 
     Acting evaluates the net on one observation per environment step; for a small MLP PyTorch's
-    per-op dispatch costs ~10× the arithmetic, NumPy's far less. The copy is a snapshot: take a
-    new one after the parameters change.
+    per-op dispatch costs ~10× the arithmetic, NumPy's far less. The arrays are views of the
+    parameters' storage, so ``f`` follows in-place updates (optimizer steps, ``load_state_dict``);
+    a parameter replaced by a new tensor is not seen.
     """
     def layers(seq: nn.Sequential):
         out = []
         for m in seq:
             if isinstance(m, nn.Linear):
-                out.append((m.weight.detach().numpy().T.copy(), m.bias.detach().numpy().copy()))
+                out.append((m.weight.detach().numpy().T, m.bias.detach().numpy()))
             elif isinstance(m, nn.ReLU):
                 out.append(None)
             else:
@@ -120,7 +121,7 @@ def numpy_q_function(net: QNetwork):
         return out
 
     if net.conv or net.scale != 1.0 or net.channels_last:
-        return None  # before copying: a conv net's learner asks again after every update
+        return None
     parts = [layers(net.torso), layers(net.head.advantage)] + ([layers(net.head.value)] if net.head.dueling else [])
     if any(p is None for p in parts):
         return None
