@@ -64,6 +64,21 @@ def test_bad_input_gets_one_line_and_exit_2(argv, message, capsys):
     assert message in err and len(err.strip().splitlines()) == 1
 
 
+def test_resume_with_set_extends_the_budget_and_refuses_anything_else(tmp_path, capsys):
+    path = tmp_path / "r"
+    assert main(["train", "maml-sinusoid", "--run-dir", str(path), *TINY]) == 0
+    config = (path / "config.yaml").read_text()
+    assert main(["train", "--resume", str(path), "--set", "algo.inner_lr=0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "--resume cannot change algo.inner_lr" in err and "train.meta_steps" in err
+    assert (path / "config.yaml").read_text() == config  # untouched
+    assert main(["train", "--resume", str(path), "--set", "train.meta_steps=30", "--quiet"]) == 0
+    assert "train.meta_steps: 20 -> 30" in capsys.readouterr().out
+    assert "meta_steps: 30" in (path / "config.yaml").read_text()
+    steps = [json.loads(line)["step"] for line in (path / "metrics.jsonl").read_text().splitlines()]
+    assert max(steps) == 30  # went on from the checkpoint at 20 to the new budget
+
+
 def test_corrupt_checkpoint_and_missing_config(tmp_path, run_dir, capsys):
     broken = tmp_path / "broken"
     (broken / "checkpoints").mkdir(parents=True)

@@ -29,6 +29,11 @@ def write_json_atomic(obj, path: Path) -> None:
     _write_atomic(path, lambda f: f.write((json.dumps(obj, indent=1) + "\n").encode()))
 
 
+def write_text_atomic(text: str, path: Path) -> None:
+    """``text`` in ``path``, replaced whole (as :func:`write_json_atomic`)."""
+    _write_atomic(path, lambda f: f.write(text.encode()))
+
+
 def _write_atomic(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

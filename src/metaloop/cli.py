@@ -39,8 +39,8 @@ def _config(args):
 
 
 def cmd_train(args) -> Path:
-    if args.resume and (args.preset or args.set or args.seed is not None):
-        raise UserError("--resume takes only the run directory; its config.yaml fixes everything else")
+    if args.resume and (args.preset or args.seed is not None):
+        raise UserError("--resume takes the run directory (and --set for its budget); its config.yaml fixes the rest")
     if not args.resume and not args.preset:
         raise UserError("train needs a PRESET (see `metaloop presets`) or --resume RUN_DIR")
     if args.nproc < 1:
@@ -48,6 +48,8 @@ def cmd_train(args) -> Path:
     kind = _kind(Path(args.resume)) if args.resume else _algo_kind(_config(args).algo.name)
     if args.nproc > 1 and kind in _SINGLE_PROCESS:
         raise UserError(f"{_SINGLE_PROCESS[kind]}; drop --nproc")
+    if args.resume and args.set and distributed.rank() == 0:
+        _extend(Path(args.resume), args.set)
     if args.nproc > 1 and not distributed.launched():
         return launch(args)
     if distributed.launched() and args.nproc not in (1, distributed.world_size()):
@@ -62,6 +64,16 @@ def cmd_train(args) -> Path:
     if distributed.rank() == 0:
         print(f"run directory: {run_dir}")
     return run_dir
+
+
+def _extend(run_dir: Path, overrides: list[str]) -> None:
+    """``--resume RUN --set key=value``: change the run's budget or cadence in its config.yaml first."""
+    from metaloop.config import extend_run
+
+    if not run_dir.is_dir():
+        raise UserError(f"run directory {run_dir} does not exist")
+    for change in extend_run(run_dir / "config.yaml", overrides):
+        print(f"{run_dir / 'config.yaml'}: {change}")
 
 
 def launch(args) -> Path:
@@ -181,7 +193,8 @@ def parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="meta-train a preset into a run directory, or --resume one")
     run_options(t, preset_required=False)
-    t.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its last checkpoint")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its last checkpoint; --set may then extend its budget "
+                   "or cadence (e.g. dqn.total_steps=5000000, train.max_minutes=60)")
     t.set_defaults(func=cmd_train)
 
     d = sub.add_parser("demo", help=f"train, evaluate and plot {DEMO_PRESET} end to end")

@@ -344,7 +344,9 @@ class Config:
         return config.validate()
 
     def save(self, path: Path) -> None:
-        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        from metaloop.checkpoint import write_text_atomic  # torch is imported there
+
+        write_text_atomic(yaml.safe_dump(self.to_dict(), sort_keys=False), path)
 
     @staticmethod
     def load(path: Path) -> "Config":
@@ -371,6 +373,38 @@ def apply_overrides(config: Config, overrides: list[str]) -> Config:
             value = raw
         set_value(config, key.strip(), raw if value is None else value)
     return config.validate()
+
+
+# Keys that ``metaloop train --resume RUN --set key=value`` may change: how long a run goes on and
+# how often it logs, evaluates and saves, never what it learns from or how. (With
+# train.lr_schedule=linear the schedule follows a changed train.meta_steps from the resumed step on.)
+RESUMABLE_KEYS = ("train.meta_steps", "train.max_minutes", "train.threads", "train.log_every",
+                  "train.checkpoint_every", "train.eval_every", "dqn.total_steps", "dqn.log_every",
+                  "dqn.checkpoint_every", "dqn.eval_every", "dqn.eval_episodes", "dqn.checkpoint_replay",
+                  "mgrl.total_steps", "mgrl.log_every", "mgrl.checkpoint_every")
+
+
+def extend_run(path: Path, overrides: list[str]) -> list[str]:
+    """Apply ``overrides`` of :data:`RESUMABLE_KEYS` to the run config at ``path`` and rewrite it
+    atomically; returns ``"key: old -> new"`` for each value that changed."""
+    keys = [item.split("=", 1)[0].strip() for item in overrides]
+    refused = [k for k in keys if k not in RESUMABLE_KEYS]
+    if refused:
+        raise ConfigError(f"--resume cannot change {', '.join(refused)} (the run's config.yaml fixes it); "
+                          f"it can change {', '.join(RESUMABLE_KEYS)}")
+    config = Config.load(path)
+    before = {k: _get(config, k) for k in keys}
+    config = apply_overrides(config, overrides)
+    changes = [f"{k}: {before[k]} -> {_get(config, k)}" for k in dict.fromkeys(keys) if before[k] != _get(config, k)]
+    if changes:
+        config.save(path)
+    return changes
+
+
+def _get(config: Config, path: str) -> Any:
+    for part in path.split("."):
+        config = getattr(config, part)
+    return config
 
 
 def set_value(config: Config, path: str, value: Any) -> None:
