@@ -3,8 +3,9 @@
 One train phase (targets, loss, gradient, centred RMSProp step) of the ``dqn-minatar-breakout``
 preset on one batch of 32 random MinAtar-shaped transitions, for two agents from the same
 initialisation: ``DQNAgent`` as it runs (:func:`metaloop.learners.dqn.minatar_q_regression_grads`,
-targets through :func:`~metaloop.learners.dqn.minatar_q_values`) and the same agent sent through
-autograd on ``functional_call`` (the path every other net takes). Interleaved rounds, one thread,
+targets through :func:`~metaloop.learners.dqn.minatar_q_values`, the step by
+:class:`~metaloop.learners.flat_optim.FlatOptimizer`) and the same agent with ``by_hand=False``:
+autograd on ``functional_call`` and ``torch.optim`` (the path every other net takes). Interleaved rounds, one thread,
 median; also the largest loss difference over the first batches (the same math, another summation
 order).
 
@@ -27,10 +28,7 @@ from metaloop.rl.replay import Transitions
 
 def agent(cfg, autograd: bool) -> DQNAgent:
     torch.manual_seed(0)
-    a = DQNAgent(cfg, q_network("minatar", (10, 10, 4), 6))
-    if autograd:
-        a.conv_keys = None
-    return a
+    return DQNAgent(cfg, q_network("minatar", (10, 10, 4), 6), by_hand=not autograd)
 
 
 def main() -> None:

@@ -139,35 +139,63 @@ def test_nproc_is_refused_for_dqn(tmp_path, capsys):
     assert "drop --nproc" in capsys.readouterr().err
 
 
-def test_minatar_agent_by_hand_trains_as_autograd_does():
-    """DQNAgent takes the hand-written path for the MinAtar net (targets, update, acting); five
-    updates of it land where five autograd updates do, and acting scores as the module does."""
+@pytest.mark.parametrize("preset, net, obs_shape, actions", [("dqn-minatar-breakout", "minatar", (10, 10, 4), 6),
+                                                        ("dqn-cartpole", "mlp", (4,), 2)])
+def test_agent_by_hand_trains_as_autograd_does(preset, net, obs_shape, actions):
+    """DQNAgent takes the hand-written path for the MinAtar net and MLPs (targets, gradient, the flat
+    optimizer step with the preset's clipping, acting); five updates of it land where five updates
+    of autograd and torch.optim do, and acting scores as the module does."""
     import numpy as np
 
     from metaloop.dqn_run import DQNAgent, acting_q_function
     from metaloop.nn.qnets import q_network
     from metaloop.rl.replay import Transitions
 
-    cfg = get_preset("dqn-minatar-breakout")
+    cfg = get_preset(preset)
     agents = []
     for by_hand in (True, False):
         torch.manual_seed(0)
-        agents.append(DQNAgent(cfg, q_network("minatar", (10, 10, 4), 6)))
-        if not by_hand:
-            agents[-1].conv_keys = None
-    assert agents[0].conv_keys is not None
+        agents.append(DQNAgent(cfg, q_network(net, obs_shape, actions, hidden=cfg.dqn.hidden), by_hand=by_hand))
+    assert agents[0].hand_params is not None and agents[1].hand_params is None
+
+    def observations(g):
+        return torch.rand(1, 32, *obs_shape, generator=g) < 0.2 if net == "minatar" else torch.randn(1, 32, *obs_shape, generator=g)
+
     g = torch.Generator().manual_seed(0)
     for _ in range(5):
-        batch = Transitions(torch.rand(1, 32, 10, 10, 4, generator=g) < 0.2, torch.randint(0, 6, (1, 32), generator=g),
-                            torch.randn(1, 32, generator=g), torch.rand(1, 32, generator=g) < 0.1,
-                            torch.rand(1, 32, 10, 10, 4, generator=g) < 0.2)
+        batch = Transitions(observations(g), torch.randint(0, actions, (1, 32), generator=g),
+                            10 * torch.randn(1, 32, generator=g), torch.rand(1, 32, generator=g) < 0.1, observations(g))
         losses = [a.train_phase(batch)[0] for a in agents]
         assert losses[0] == pytest.approx(losses[1], rel=1e-4)
     for k, p in agents[0].params.items():
         assert torch.allclose(p, agents[1].params[k], atol=1e-5), k
     moved = max((p - agents[0].target[k]).abs().max() for k, p in agents[0].params.items())
     assert moved > 1e-4  # θ⁻ is still the initial θ (no copy within 5 updates): θ did move
-    obs = (np.random.default_rng(0).random((3, 10, 10, 4)) < 0.2)
+    obs = observations(torch.Generator().manual_seed(1))[0, :3].numpy()
     with torch.no_grad():
         expected = agents[0].net(torch.from_numpy(obs)).numpy()
     np.testing.assert_allclose(acting_q_function(agents[0].net)(obs), expected, atol=1e-5)
+
+
+def test_checkpoint_from_before_the_flat_optimizer_resumes():
+    """A checkpoint whose optimizer state is torch.optim's (per parameter; written before the flat
+    buffer) loads into the hand-path agent, which then steps exactly as the torch.optim agent."""
+    from metaloop.dqn_run import DQNAgent
+    from metaloop.nn.qnets import q_network
+    from metaloop.rl.replay import Transitions
+
+    cfg = get_preset("dqn-minatar-breakout")
+    g = torch.Generator().manual_seed(0)
+    batches = [Transitions(torch.rand(1, 32, 10, 10, 4, generator=g) < 0.2, torch.randint(0, 6, (1, 32), generator=g),
+                           torch.randn(1, 32, generator=g), torch.zeros(1, 32, dtype=torch.bool),
+                           torch.rand(1, 32, 10, 10, 4, generator=g) < 0.2) for _ in range(4)]
+    torch.manual_seed(0)
+    old = DQNAgent(cfg, q_network("minatar", (10, 10, 4), 6), by_hand=False)
+    for b in batches[:3]:
+        old.train_phase(b)
+    new = DQNAgent(cfg, q_network("minatar", (10, 10, 4), 6))
+    new.load_state_dict(old.state_dict())
+    old.train_phase(batches[3])
+    new.train_phase(batches[3])
+    for k, p in old.params.items():
+        assert torch.allclose(p, new.params[k], atol=1e-6), k

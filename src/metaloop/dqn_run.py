@@ -32,6 +32,7 @@ from metaloop.envs.gym_envs import make_vec_env
 from metaloop.errors import DivergedError, UserError
 from metaloop.learners.dqn import (crossed, dqn_loss, linear_epsilon, make_optimizer, minatar_q_regression_grads,
                                    minatar_q_values, mlp_q_regression_grads, q_regression_loss, q_values, td_target)
+from metaloop.learners.flat_optim import FlatOptimizer, flatten_
 from metaloop.logging import METRICS, MetricsLogger, Progress, read_metrics
 from metaloop.nn.qnets import QNetwork, minatar_keys, mlp_layers, numpy_q_function, q_network
 from metaloop.rl.replay import ReplayMemory, Transitions
@@ -98,19 +99,29 @@ class DQNAgent:
 
     For a plain MLP the gradient comes from :func:`mlp_q_regression_grads`, for the plain MinAtar
     net from :func:`minatar_q_regression_grads` (its Q-values for targets and acting from
-    :func:`minatar_q_values`): the same numbers, without autograd's and ``nn.Module``'s overhead.
-    Any other net goes through autograd on ``dqn_loss``.
+    :func:`minatar_q_values`): the same numbers, without autograd's and ``nn.Module``'s overhead,
+    and the step (clipping included) is a :class:`FlatOptimizer` on the parameters moved into one
+    buffer. Any other net, or ``by_hand=False`` (the reference in tests and benchmarks), goes
+    through autograd on ``dqn_loss`` and ``torch.optim``.
     """
 
-    def __init__(self, cfg: Config, net: QNetwork):
+    def __init__(self, cfg: Config, net: QNetwork, by_hand: bool = True):
         d = cfg.dqn
         self.cfg, self.net = cfg, net
         self.params = dict(net.named_parameters())
         self.target = {k: v.detach().clone() for k, v in self.params.items()}
-        self.optimizer = make_optimizer(d.optimizer, list(self.params.values()), d.lr, d.optim_alpha, d.optim_eps)
-        linear = mlp_layers(net)
+        linear = mlp_layers(net) if by_hand else None
         self.layers = None if linear is None else [(m.weight, m.bias) for m in linear]
-        self.conv_keys = minatar_keys(net)
+        self.conv_keys = minatar_keys(net) if by_hand else None
+        by_hand = [p for layer in self.layers for p in layer] if self.layers is not None else \
+            None if self.conv_keys is None else [self.params[k] for k in self.conv_keys]
+        if by_hand is not None and len(by_hand) == len(self.params):
+            self.hand_params = by_hand  # views of one buffer, stepped by FlatOptimizer (clipping included)
+            self.optimizer = FlatOptimizer(d.optimizer, flatten_(by_hand), d.lr, d.optim_alpha, d.optim_eps,
+                                           d.max_grad_norm)
+        else:
+            self.hand_params = None
+            self.optimizer = make_optimizer(d.optimizer, list(self.params.values()), d.lr, d.optim_alpha, d.optim_eps)
 
     def q(self, params: dict, obs: torch.Tensor) -> torch.Tensor:
         """Q-values with ``params`` (the online or the target dict), no gradient."""
@@ -138,25 +149,22 @@ class DQNAgent:
     def update(self, batch: Transitions, y_t=None) -> float:
         """One optimizer step on ``dqn_loss`` (or on given targets ``y_t``); returns the loss."""
         d = self.cfg.dqn
-        if self.layers is not None or self.conv_keys is not None:
+        if self.hand_params is not None:
             if y_t is None:
                 y_t = td_target(self.net, self.params, self.target, batch, d.gamma, d.double, d.clip_rewards, q=self.q)
             if self.layers is not None:
                 loss, grads = mlp_q_regression_grads(self.layers, batch.o_tm1, batch.a_tm1, y_t, d.huber_delta)
-                params = [p for layer in self.layers for p in layer]
             else:
-                params = [self.params[k] for k in self.conv_keys]
-                loss, grads = minatar_q_regression_grads(params, batch.o_tm1, batch.a_tm1, y_t, d.huber_delta)
-            for p, g in zip(params, grads):
-                p.grad = g
+                loss, grads = minatar_q_regression_grads(self.hand_params, batch.o_tm1, batch.a_tm1, y_t, d.huber_delta)
+            self.optimizer.step(grads)
+            return loss.item()
+        if y_t is None:
+            loss = dqn_loss(self.net, self.params, batch, self.target, d.gamma, double=d.double,
+                            clip_rewards=d.clip_rewards, huber_delta=d.huber_delta)
         else:
-            if y_t is None:
-                loss = dqn_loss(self.net, self.params, batch, self.target, d.gamma, double=d.double,
-                                clip_rewards=d.clip_rewards, huber_delta=d.huber_delta)
-            else:
-                loss = q_regression_loss(self.net, self.params, batch.o_tm1, batch.a_tm1, y_t, d.huber_delta)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss = q_regression_loss(self.net, self.params, batch.o_tm1, batch.a_tm1, y_t, d.huber_delta)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
         if d.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.params.values(), d.max_grad_norm)
         self.optimizer.step()
@@ -170,7 +178,12 @@ class DQNAgent:
         with torch.no_grad():
             for k, v in state["target"].items():
                 self.target[k].copy_(v)
-        self.optimizer.load_state_dict(state["optimizer"])
+        optimizer = state["optimizer"]
+        if self.hand_params is not None and "param_groups" in optimizer:  # torch.optim's, by parameter index
+            index = {id(p): i for i, p in enumerate(self.params.values())}
+            optimizer = {**optimizer, "state": {j: optimizer["state"][index[id(p)]]
+                                                for j, p in enumerate(self.hand_params) if index[id(p)] in optimizer["state"]}}
+        self.optimizer.load_state_dict(optimizer)
 
 
 def start(cfg: Config, run_dir: Path, progress: bool = True) -> Path:
