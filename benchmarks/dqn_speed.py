@@ -2,6 +2,7 @@
 
     python benchmarks/dqn_speed.py cartpole --steps 20000 --repeats 3
     python benchmarks/dqn_speed.py spaceinvaders --steps 4000 --repeats 2
+    python benchmarks/dqn_speed.py minatar-breakout --steps 8000 --repeats 2 --no-sb3   # metaloop alone
 
 cartpole: the dqn-cartpole preset (RL-Zoo's values) against SB3's DQN with the same values
 (``MlpPolicy`` 256-256, Adam 2.3e-3, batch 64, train every 256 steps × 128 gradient steps, ...).
@@ -33,11 +34,12 @@ from metaloop.config import apply_overrides
 from metaloop.logging import METRICS, read_metrics
 from metaloop.presets import get_preset
 
-LEARNING_STARTS = {"cartpole": 1000, "spaceinvaders": 1000}
+LEARNING_STARTS = {"cartpole": 1000, "spaceinvaders": 1000, "minatar-breakout": 1000}
+PRESETS = {"cartpole": "dqn-cartpole", "spaceinvaders": "dqn-spaceinvaders", "minatar-breakout": "dqn-minatar-breakout"}
 
 
 def metaloop_run(task: str, steps: int, seed: int) -> tuple[float, float, float]:
-    preset = {"cartpole": "dqn-cartpole", "spaceinvaders": "dqn-spaceinvaders"}[task]
+    preset = PRESETS[task]
     overrides = [f"dqn.total_steps={steps}", "dqn.eval_every=0", f"dqn.checkpoint_every={steps}",
                  "dqn.log_every=500", f"seed={seed}", f"dqn.learning_starts={LEARNING_STARTS[task]}",
                  "dqn.checkpoint_replay=false"]
@@ -93,15 +95,19 @@ def sb3_run(task: str, steps: int, seed: int) -> tuple[float, float, float]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("task", choices=["cartpole", "spaceinvaders"])
+    p.add_argument("task", choices=list(PRESETS))
     p.add_argument("--steps", type=int, default=20_000)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--json", help="also write the numbers here")
+    p.add_argument("--no-sb3", action="store_true", help="metaloop alone (to compare two checkouts; minatar-breakout needs it)")
     args = p.parse_args()
+    if args.task == "minatar-breakout" and not args.no_sb3:
+        p.error("minatar-breakout has no SB3 counterpart here; add --no-sb3")
     torch.set_num_threads(1)
-    results = {"metaloop": [], "sb3": []}
+    contenders = (("metaloop", metaloop_run),) + (() if args.no_sb3 else (("sb3", sb3_run),))
+    results = {name: [] for name, _ in contenders}
     for r in range(args.repeats):
-        for name, fn in (("metaloop", metaloop_run), ("sb3", sb3_run)):
+        for name, fn in contenders:
             total, learning, cpu = fn(args.task, args.steps, seed=r)
             results[name].append({"total": total, "learning": learning, "cpu": cpu})
             print(f"{name:9s} repeat {r}: {total:7.0f} steps/s overall, {learning:7.0f} steps/s while learning, "
@@ -113,7 +119,8 @@ def main() -> None:
     print("|---|---|---|---|")
     for name in results:
         print(f"| {name} | " + " | ".join(f"{med[name][k]:.0f}" for k in keys) + " |")
-    print("| ratio metaloop / SB3 | " + " | ".join(f"{med['metaloop'][k] / med['sb3'][k]:.2f}×" for k in keys) + " |")
+    if "sb3" in med:
+        print("| ratio metaloop / SB3 | " + " | ".join(f"{med['metaloop'][k] / med['sb3'][k]:.2f}×" for k in keys) + " |")
     if args.json:
         Path(args.json).write_text(json.dumps({"task": args.task, "steps": args.steps, "runs": results,
                                                "median": med}, indent=1))
