@@ -45,11 +45,26 @@ def test_eval_json_and_play_and_plot(run_dir, capsys):
     assert result["algorithm"] == "dqn" and result["env"] == "CartPole-v1" and result["steps"] == 1000
     assert result["episodes"] == 2 and result["epsilon"] == 0.0 and len(result["returns"]) == 2
     assert result["return_mean"] == pytest.approx(sum(result["returns"]) / 2)
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    train = result["training_return"]  # all episodes of the 1000 steps (the window is 100k)
+    assert train["window"] == 1000 and train["episodes"] == sum(r.get("episodes", 0) for r in rows)
+    assert min(r["episode_return"] for r in rows if "episodes" in r) <= train["mean"] <= \
+        max(r["episode_return"] for r in rows if "episodes" in r)
     assert (run_dir / "eval.json").is_file()
     assert main(["play", str(run_dir), "--max-steps", "5"]) == 0
     assert (run_dir / "figures" / "play.gif").stat().st_size > 0
     assert main(["plot", str(run_dir)]) == 0
     assert (run_dir / "figures" / "learning_curve.png").is_file()
+
+
+def test_training_return_weights_each_log_row_by_its_episodes():
+    from metaloop.dqn_run import training_return
+
+    rows = [{"step": 100, "episode_return": 50.0, "episodes": 9}, {"step": 200, "eval_return": 3.0},
+            {"step": 200, "episode_return": 10.0, "episodes": 1}, {"step": 300, "episode_return": 20.0, "episodes": 3}]
+    assert training_return(rows, 300, window=150) == {"mean": (10 + 60) / 4, "episodes": 4, "window": 150}
+    assert training_return(rows, 300, window=1000)["mean"] == pytest.approx((450 + 10 + 60) / 13)
+    assert training_return(rows[:1], 300, window=100) is None
 
 
 def test_resume_continues_exactly(tmp_path, run_dir):

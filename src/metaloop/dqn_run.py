@@ -38,6 +38,7 @@ from metaloop.nn.qnets import QNetwork, minatar_keys, mlp_layers, numpy_q_functi
 from metaloop.rl.replay import ReplayMemory, Transitions
 
 CONFIG = "config.yaml"
+TRAINING_WINDOW = 100_000  # steps over which eval.json averages the training episodes' scores
 EVAL_JSON = "eval.json"
 EVAL_SEED_OFFSET = 10_000  # evaluations during training: seed + offset + step (training resets: seed + step)
 
@@ -321,7 +322,10 @@ def evaluate(run_dir: Path) -> dict:
 
     Keys: ``preset``, ``algorithm`` ("dqn"), ``env``, ``steps`` (agent steps trained), ``frames``
     (emulator frames: steps × frame skip on Atari), ``episodes``, ``epsilon`` (0 = greedy),
-    ``return_mean``, ``return_std``, ``returns`` (raw game score per episode), ``episode_steps``.
+    ``return_mean``, ``return_std``, ``returns`` (raw game score per episode), ``episode_steps``;
+    and ``training_return``: the mean raw score of the training episodes (ε-greedy) that ended in
+    the last ``TRAINING_WINDOW`` steps, from metrics.jsonl (``{"mean", "episodes", "window"}``, the
+    measure papers such as MinAtar's report; ``None`` when no episode ended there).
     """
     cfg, state = load_run(run_dir)
     set_threads(cfg)
@@ -335,15 +339,32 @@ def evaluate(run_dir: Path) -> dict:
     result = {"preset": cfg.preset, "algorithm": "dqn", "env": d.env, "steps": state["step"],
               "frames": state["step"] * frame_skip, "episodes": scores["episodes"], "epsilon": scores["epsilon"],
               "return_mean": scores["return_mean"], "return_std": scores["return_std"],
-              "returns": scores["returns"], "episode_steps": scores["steps"]}
+              "returns": scores["returns"], "episode_steps": scores["steps"],
+              "training_return": training_return(read_metrics(run_dir / METRICS), state["step"])}
     checkpoint.write_json_atomic(result, run_dir / EVAL_JSON)
     return result
 
 
+def training_return(rows: list[dict], step: int, window: int = TRAINING_WINDOW) -> dict | None:
+    """Mean score of the training episodes logged in ``(step − window, step]`` (each log row holds
+    the mean and the count of the episodes that ended in its interval)."""
+    rows = [r for r in rows if "episodes" in r and step - window < r["step"] <= step]
+    episodes = sum(r["episodes"] for r in rows)
+    if not episodes:
+        return None
+    mean = sum(r["episode_return"] * r["episodes"] for r in rows) / episodes
+    return {"mean": mean, "episodes": int(episodes), "window": min(window, step)}
+
+
 def format_table(result: dict) -> str:
     policy = "greedy" if result["epsilon"] == 0 else f"ε = {result['epsilon']}"
-    return (f"{result['preset']} ({result['env']}, {result['steps']} steps): return "
+    line = (f"{result['preset']} ({result['env']}, {result['steps']} steps): return "
             f"{result['return_mean']:.1f} ± {result['return_std']:.1f} over {result['episodes']} episodes, {policy}")
+    train = result.get("training_return")
+    if train:
+        line += (f"; training episodes in the last {train['window']} steps: {train['mean']:.1f} "
+                 f"({train['episodes']} episodes)")
+    return line
 
 
 def play(run_dir: Path, out: Path | None = None, max_steps: int = 2000, epsilon: float | None = None,
