@@ -228,9 +228,9 @@ def minatar_q_regression_grads(conv: list[Tensor], o_tm1: Tensor, a_tm1: Tensor,
     """:func:`q_regression_loss` and its gradient for the MinAtar Q-network, by hand, as
     :func:`mlp_q_regression_grads` for MLPs: the FC layers as there; the convolution, the network's
     first layer, needs no input gradient, and its weight gradient is ``patchesᵀ · ∂z₁``. The same
-    numbers as autograd (tested); a train phase of one batch of 32 takes ~70% of autograd's time through
-    ``functional_call`` (``benchmarks/dqn_minatar_update.py``). ``conv``: the tensors named by :func:`~metaloop.nn.qnets.minatar_keys`;
-    returns the loss and the gradients in that order.
+    numbers as autograd (tested), at a fraction of the cost of autograd through ``functional_call``
+    (``benchmarks/dqn_minatar_update.py``). ``conv``: the tensors named by
+    :func:`~metaloop.nn.qnets.minatar_keys`; returns the loss and the gradients in that order.
     """
     wc, _, w1, _, w2, _ = conv
     cols, h1, feat, h2, q = _minatar_forward(conv, o_tm1)
