@@ -32,14 +32,22 @@ def training_seconds(rows: list[dict]) -> float:
     return seconds
 
 
+def window_mean(result: dict) -> str:
+    train = result.get("training_return")  # eval.json of runs evaluated since session 12
+    return "" if not train else f"{train['mean']:.1f} ({train['episodes']} episodes)"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("runs", nargs="+", type=Path)
     p.add_argument("--figure", type=Path)
+    p.add_argument("--reference", type=float, help="a paper's figure to draw as a dashed line (e.g. 10.1)")
+    p.add_argument("--reference-label", default="paper")
     args = p.parse_args()
     fig, ax = plt.subplots(figsize=(6.4, 4))
-    print("| run | seed | env | steps | eval return (episodes, policy) | last training window | training min |")
-    print("|---|---|---|---|---|---|---|")
+    print("| run | seed | env | steps | eval return (episodes, policy) | last training window | "
+          "training episodes, last 100k steps | training min |")
+    print("|---|---|---|---|---|---|---|---|")
     for i, run in enumerate(args.runs):
         cfg = Config.load(run / "config.yaml")
         rows = read_metrics(run / METRICS)
@@ -49,12 +57,14 @@ def main() -> None:
         evals = [(r["step"], r["eval_return"]) for r in rows if "eval_return" in r]
         print(f"| {run.name} | {cfg.seed} | {cfg.dqn.env} | {result['steps']} | {result['return_mean']:.1f} ± "
               f"{result['return_std']:.1f} ({result['episodes']}, {policy}) | "
-              f"{train[-1][1]:.1f} | {training_seconds(rows) / 60:.1f} |")
+              f"{train[-1][1]:.1f} | {window_mean(result)} | {training_seconds(rows) / 60:.1f} |")
         color = f"C{i}"
         if train:
             ax.plot(*zip(*train), color=color, alpha=0.3)
         if evals:
             ax.plot(*zip(*evals), color=color, marker="o", label=f"seed {cfg.seed} (evaluation)")
+    if args.reference is not None:
+        ax.axhline(args.reference, color="k", linestyle="--", linewidth=1, label=args.reference_label)
     ax.set_xlabel("agent steps")
     ax.set_ylabel("episode return")
     ax.set_title(f"{cfg.preset}: evaluation (markers), training episodes (faint)")
