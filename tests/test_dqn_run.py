@@ -71,10 +71,8 @@ def test_resume_continues_exactly(tmp_path, run_dir):
     """Stop at step 500 (a checkpoint), resume to 1000: the same weights as the uninterrupted run."""
     path = tmp_path / "r"
     assert train(path, 500) == 0
-    config = yaml.safe_load((path / "config.yaml").read_text())
-    config["dqn"]["total_steps"] = 1000
-    (path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    assert main(["train", "--resume", str(path), "--quiet"]) == 0
+    assert main(["train", "--resume", str(path), "--set", "dqn.total_steps=1000", "--quiet"]) == 0
+    assert yaml.safe_load((path / "config.yaml").read_text())["dqn"]["total_steps"] == 1000
     a = torch.load(path / "checkpoints/last.pt", weights_only=True)
     b = torch.load(run_dir / "checkpoints/last.pt", weights_only=True)
     assert a["step"] == b["step"] == 1000
