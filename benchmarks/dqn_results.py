@@ -67,7 +67,7 @@ def main() -> None:
         ax.axhline(args.reference, color="k", linestyle="--", linewidth=1, label=args.reference_label)
     ax.set_xlabel("agent steps")
     ax.set_ylabel("episode return")
-    ax.set_title(f"{cfg.preset}: evaluation (markers), training episodes (faint)")
+    ax.set_title(f"{cfg.preset}: evaluation (markers), training episodes (faint)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend()
     if args.figure:
