@@ -33,7 +33,7 @@ def training_seconds(rows: list[dict]) -> float:
 
 
 def window_mean(result: dict) -> str:
-    train = result.get("training_return")  # eval.json of runs evaluated since session 12
+    train = result.get("training_return")  # absent from eval.json files written before it existed
     return "" if not train else f"{train['mean']:.1f} ({train['episodes']} episodes)"
 
 

@@ -114,11 +114,13 @@ class DQNAgent:
         linear = mlp_layers(net) if by_hand else None
         self.layers = None if linear is None else [(m.weight, m.bias) for m in linear]
         self.conv_keys = minatar_keys(net) if by_hand else None
-        by_hand = [p for layer in self.layers for p in layer] if self.layers is not None else \
-            None if self.conv_keys is None else [self.params[k] for k in self.conv_keys]
-        if by_hand is not None and len(by_hand) == len(self.params):
-            self.hand_params = by_hand  # views of one buffer, stepped by FlatOptimizer (clipping included)
-            self.optimizer = FlatOptimizer(d.optimizer, flatten_(by_hand), d.lr, d.optim_alpha, d.optim_eps,
+        if self.layers is not None:
+            hand = [p for layer in self.layers for p in layer]
+        else:
+            hand = None if self.conv_keys is None else [self.params[k] for k in self.conv_keys]
+        if hand is not None and len(hand) == len(self.params):
+            self.hand_params = hand  # views of one buffer, stepped by FlatOptimizer (clipping included)
+            self.optimizer = FlatOptimizer(d.optimizer, flatten_(hand), d.lr, d.optim_alpha, d.optim_eps,
                                            d.max_grad_norm)
         else:
             self.hand_params = None
