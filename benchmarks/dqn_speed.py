@@ -9,7 +9,8 @@ cartpole: the dqn-cartpole preset (RL-Zoo's values) against SB3's DQN with the s
 spaceinvaders: the dqn-spaceinvaders preset (Nature) against SB3's DQN on its Atari wrappers
 (``make_atari_env`` + ``VecFrameStack(4)``) with the same values, except a 100k replay and 1000
 random steps first, so that a short run is mostly training. Both use one torch thread and one
-environment; runs alternate (metaloop, SB3, metaloop, ...) so both see the same machine load.
+environment (``--threads 2``: two for both); runs alternate (metaloop, SB3, metaloop, ...) so
+both see the same machine load.
 
 Reported: agent steps per second of wall time over the whole run and over the training part
 alone (after ``learning_starts``; what the issue's targets compare), and steps per CPU-second of
@@ -38,10 +39,10 @@ LEARNING_STARTS = {"cartpole": 1000, "spaceinvaders": 1000, "minatar-breakout": 
 PRESETS = {"cartpole": "dqn-cartpole", "spaceinvaders": "dqn-spaceinvaders", "minatar-breakout": "dqn-minatar-breakout"}
 
 
-def metaloop_run(task: str, steps: int, seed: int) -> tuple[float, float, float]:
+def metaloop_run(task: str, steps: int, seed: int, threads: int = 1) -> tuple[float, float, float]:
     preset = PRESETS[task]
-    overrides = [f"dqn.total_steps={steps}", "dqn.eval_every=0", f"dqn.checkpoint_every={steps}",
-                 "dqn.log_every=500", f"seed={seed}", f"dqn.learning_starts={LEARNING_STARTS[task]}",
+    overrides = [f"train.threads={threads}", f"dqn.total_steps={steps}", "dqn.eval_every=0",
+                 f"dqn.checkpoint_every={steps}", "dqn.log_every=500", f"seed={seed}", f"dqn.learning_starts={LEARNING_STARTS[task]}",
                  "dqn.checkpoint_replay=false"]
     if task == "spaceinvaders":
         overrides += ["dqn.buffer_size=100000"]
@@ -56,7 +57,7 @@ def metaloop_run(task: str, steps: int, seed: int) -> tuple[float, float, float]
     return steps / total, 500 * len(learning) / seconds, steps / cpu
 
 
-def sb3_run(task: str, steps: int, seed: int) -> tuple[float, float, float]:
+def sb3_run(task: str, steps: int, seed: int, threads: int = 1) -> tuple[float, float, float]:
     from stable_baselines3 import DQN
     from stable_baselines3.common.callbacks import BaseCallback
 
@@ -86,6 +87,7 @@ def sb3_run(task: str, steps: int, seed: int) -> tuple[float, float, float]:
                     policy_kwargs={"optimizer_class": torch.optim.RMSprop,
                                    "optimizer_kwargs": {"alpha": 0.95, "eps": 0.01, "centered": True}},
                     seed=seed, device="cpu", verbose=0)
+    torch.set_num_threads(threads)
     clock = Clock()
     start, cpu = time.perf_counter(), time.process_time()
     model.learn(steps, callback=clock)
@@ -98,23 +100,24 @@ def main() -> None:
     p.add_argument("task", choices=list(PRESETS))
     p.add_argument("--steps", type=int, default=20_000)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads of both contenders")
     p.add_argument("--json", help="also write the numbers here")
     p.add_argument("--no-sb3", action="store_true", help="metaloop alone (to compare two checkouts; minatar-breakout needs it)")
     args = p.parse_args()
     if args.task == "minatar-breakout" and not args.no_sb3:
         p.error("minatar-breakout has no SB3 counterpart here; add --no-sb3")
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     contenders = (("metaloop", metaloop_run),) + (() if args.no_sb3 else (("sb3", sb3_run),))
     results = {name: [] for name, _ in contenders}
     for r in range(args.repeats):
         for name, fn in contenders:
-            total, learning, cpu = fn(args.task, args.steps, seed=r)
+            total, learning, cpu = fn(args.task, args.steps, seed=r, threads=args.threads)
             results[name].append({"total": total, "learning": learning, "cpu": cpu})
             print(f"{name:9s} repeat {r}: {total:7.0f} steps/s overall, {learning:7.0f} steps/s while learning, "
                   f"{cpu:7.0f} steps per CPU-second", flush=True)
     keys = ("total", "learning", "cpu")
     med = {n: {k: statistics.median(x[k] for x in v) for k in keys} for n, v in results.items()}
-    print(f"\n| {args.task}, {args.steps} steps, 1 thread (median of {args.repeats}) "
+    print(f"\n| {args.task}, {args.steps} steps, {args.threads} thread(s) (median of {args.repeats}) "
           "| steps/s overall | steps/s while learning | steps per CPU-second |")
     print("|---|---|---|---|")
     for name in results:
@@ -122,7 +125,7 @@ def main() -> None:
     if "sb3" in med:
         print("| ratio metaloop / SB3 | " + " | ".join(f"{med['metaloop'][k] / med['sb3'][k]:.2f}×" for k in keys) + " |")
     if args.json:
-        Path(args.json).write_text(json.dumps({"task": args.task, "steps": args.steps, "runs": results,
+        Path(args.json).write_text(json.dumps({"task": args.task, "steps": args.steps, "threads": args.threads, "runs": results,
                                                "median": med}, indent=1))
 
 
