@@ -42,8 +42,8 @@ PRESETS = {"cartpole": "dqn-cartpole", "spaceinvaders": "dqn-spaceinvaders", "mi
 def metaloop_run(task: str, steps: int, seed: int, threads: int = 1) -> tuple[float, float, float]:
     preset = PRESETS[task]
     overrides = [f"train.threads={threads}", f"dqn.total_steps={steps}", "dqn.eval_every=0",
-                 f"dqn.checkpoint_every={steps}", "dqn.log_every=500", f"seed={seed}", f"dqn.learning_starts={LEARNING_STARTS[task]}",
-                 "dqn.checkpoint_replay=false"]
+                 f"dqn.checkpoint_every={steps}", "dqn.log_every=500", f"seed={seed}",
+                 f"dqn.learning_starts={LEARNING_STARTS[task]}", "dqn.checkpoint_replay=false"]
     if task == "spaceinvaders":
         overrides += ["dqn.buffer_size=100000"]
     cfg = apply_overrides(get_preset(preset), overrides)
@@ -106,7 +106,6 @@ def main() -> None:
     args = p.parse_args()
     if args.task == "minatar-breakout" and not args.no_sb3:
         p.error("minatar-breakout has no SB3 counterpart here; add --no-sb3")
-    torch.set_num_threads(args.threads)
     contenders = (("metaloop", metaloop_run),) + (() if args.no_sb3 else (("sb3", sb3_run),))
     results = {name: [] for name, _ in contenders}
     for r in range(args.repeats):
