@@ -50,6 +50,17 @@ def test_eval_table_and_plot(run_dir, capsys):
         assert (run_dir / "figures" / name).stat().st_size > 10_000
 
 
+def test_eval_set_changes_this_evaluation_only_and_refuses_training_keys(run_dir, capsys):
+    config = (run_dir / "config.yaml").read_text()
+    assert main(["eval", str(run_dir), "--json", "--set", "eval.max_steps=3", "--set", "eval.tasks=7"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["tasks"] == 7 and set(result["mse_after_steps"]) == {"0", "1", "2", "3"}
+    assert main(["eval", str(run_dir), "--set", "algo.inner_lr=0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "eval --set cannot change algo.inner_lr" in err and "eval.max_steps" in err
+    assert (run_dir / "config.yaml").read_text() == config  # never rewritten by eval
+
+
 @pytest.mark.parametrize("argv, message", [
     (["train", "maml-sinusiod"], "unknown preset 'maml-sinusiod'; did you mean maml-sinusoid"),
     (["train", "maml-sinusoid", "--set", "train.steps=3"], "unknown config key 'train.steps'"),

@@ -54,6 +54,9 @@ def test_eval_json_and_figure(run_dir, capsys):
     assert "reptile" in capsys.readouterr().out
     assert main(["plot", str(run_dir)]) == 0
     assert (run_dir / "figures/return_vs_adaptation.png").is_file()
+    capsys.readouterr()  # what plot printed
+    assert main(["eval", str(run_dir), "--json", "--set", "dqn_meta.eval_budgets=0,20"]) == 0
+    assert json.loads(capsys.readouterr().out)["budgets"] == [0, 20]
 
 
 def test_resume_continues_exactly(tmp_path, run_dir):

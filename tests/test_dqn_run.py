@@ -55,6 +55,10 @@ def test_eval_json_and_play_and_plot(run_dir, capsys):
     assert (run_dir / "figures" / "play.gif").stat().st_size > 0
     assert main(["plot", str(run_dir)]) == 0
     assert (run_dir / "figures" / "learning_curve.png").is_file()
+    capsys.readouterr()  # what plot printed
+    assert main(["eval", str(run_dir), "--json", "--set", "dqn.eval_episodes=3", "--set", "dqn.eval_epsilon=0.5"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["episodes"] == 3 and result["epsilon"] == 0.5 and len(result["returns"]) == 3
 
 
 def test_training_return_weights_each_log_row_by_its_episodes():

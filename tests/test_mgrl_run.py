@@ -46,6 +46,9 @@ def test_train_eval_plot(run_dir, capsys):
     assert result["gamma"] == pytest.approx(rows[-1]["gamma"]) and result["return_at"]
     assert main(["plot", str(run_dir)]) == 0
     assert (run_dir / "figures" / "gamma_lambda.png").is_file()
+    capsys.readouterr()  # what plot printed
+    assert main(["eval", str(run_dir), "--json", "--set", "mgrl.eval_episodes=1"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["eval_returns"]) == 1
 
 
 def test_resume_continues_exactly(tmp_path, run_dir):

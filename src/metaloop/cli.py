@@ -142,7 +142,7 @@ def cmd_eval(args) -> None:
     kind = _kind(Path(args.run_dir))
     evaluate, format_table = (evaluation.evaluate, evaluation.format_table) if kind == "meta" else (
         _runner(kind).evaluate, _runner(kind).format_table)
-    result = evaluate(Path(args.run_dir))
+    result = evaluate(Path(args.run_dir), args.set or [])
     print(json.dumps(result) if args.json else format_table(result))
 
 
@@ -204,6 +204,9 @@ def parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="evaluate a run on unseen tasks (writes RUN_DIR/eval.json)")
     e.add_argument("run_dir")
     e.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    e.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="change an evaluation setting for this evaluation only, e.g. eval.max_steps=10 or "
+                        "dqn.eval_episodes=30 (config.yaml is left as it is)")
     e.set_defaults(func=cmd_eval)
 
     pl = sub.add_parser("plot", help="(re)draw a run's figures into RUN_DIR/figures")

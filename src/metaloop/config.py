@@ -384,14 +384,27 @@ RESUMABLE_KEYS = ("train.meta_steps", "train.max_minutes", "train.threads", "tra
                   "mgrl.total_steps", "mgrl.log_every", "mgrl.checkpoint_every")
 
 
+# Keys that ``metaloop eval RUN --set key=value`` may change for that evaluation alone (config.yaml
+# is left as it is): what is measured and on how many tasks, steps or episodes, never the trained run.
+EVAL_KEYS = ("eval.tasks", "eval.query", "eval.max_steps", "eval.seed", "eval.episodes", "eval.later_lr_scale",
+             "dqn.eval_episodes", "dqn.eval_epsilon", "mgrl.eval_episodes", "mgrl.last_episodes",
+             "dqn_meta.eval_budgets", "dqn_meta.eval_episodes")
+
+
+def _keys_within(overrides: list[str], allowed: tuple[str, ...], command: str) -> list[str]:
+    """The keys of ``key=value`` overrides, refused with a clear error unless all are in ``allowed``."""
+    keys = [item.split("=", 1)[0].strip() for item in overrides]
+    refused = [k for k in keys if k not in allowed]
+    if refused:
+        raise ConfigError(f"{command} cannot change {', '.join(refused)} (the run's config.yaml fixes it); "
+                          f"it can change {', '.join(allowed)}")
+    return keys
+
+
 def extend_run(path: Path, overrides: list[str]) -> list[str]:
     """Apply ``overrides`` of :data:`RESUMABLE_KEYS` to the run config at ``path`` and rewrite it
     atomically; returns ``"key: old -> new"`` for each value that changed."""
-    keys = [item.split("=", 1)[0].strip() for item in overrides]
-    refused = [k for k in keys if k not in RESUMABLE_KEYS]
-    if refused:
-        raise ConfigError(f"--resume cannot change {', '.join(refused)} (the run's config.yaml fixes it); "
-                          f"it can change {', '.join(RESUMABLE_KEYS)}")
+    keys = _keys_within(overrides, RESUMABLE_KEYS, "--resume")
     config = Config.load(path)
     before = {k: _get(config, k) for k in keys}
     config = apply_overrides(config, overrides)
@@ -399,6 +412,12 @@ def extend_run(path: Path, overrides: list[str]) -> list[str]:
     if changes:
         config.save(path)
     return changes
+
+
+def eval_config(config: Config, overrides: list[str]) -> Config:
+    """The run's ``config`` with ``overrides`` of :data:`EVAL_KEYS` applied, for one evaluation."""
+    _keys_within(overrides, EVAL_KEYS, "eval --set")
+    return apply_overrides(config, overrides)
 
 
 def _get(config: Config, path: str) -> Any:

@@ -31,8 +31,8 @@ import numpy as np
 import torch
 
 from metaloop import build, checkpoint, distributed
-from metaloop.config import Config
-from metaloop.dqn_run import load_run, set_threads
+from metaloop.config import Config, eval_config
+from metaloop.dqn_run import set_threads
 from metaloop.envs.cartpole_family import CartPoleFamily
 from metaloop.errors import DivergedError, UserError
 from metaloop.functional import Params, expand_tasks
@@ -40,7 +40,7 @@ from metaloop.learners.dqn_inner import InnerDQN, adapt
 from metaloop.logging import METRICS, MetricsLogger, Progress, read_metrics
 from metaloop.meta.dqn_meta import collect, fomaml_gradient, reptile_direction
 from metaloop.nn.qnets import QNetwork, q_network
-from metaloop.train import Budget, checkpoint_path, create_run_dir, stop_message
+from metaloop.train import Budget, checkpoint_path, create_run_dir, load_run, stop_message
 
 EVAL_JSON = "eval.json"
 FIGURE = "return_vs_adaptation.png"
@@ -192,15 +192,17 @@ def pretrain_jointly(cfg: Config, env, hp: InnerDQN) -> dict:
     return {k: v[0].clone() for k, v in params.items()}
 
 
-def evaluate(run_dir: Path) -> dict:
+def evaluate(run_dir: Path, overrides: list[str] = ()) -> dict:
     """Greedy return on ``eval.tasks`` unseen tasks after each of ``dqn_meta.eval_budgets`` adaptation env
     steps, for the meta-learned initialisation and the baselines; writes ``eval.json``.
 
     Keys: ``preset``, ``algorithm``, ``metric`` ("return"), ``meta_steps``, ``tasks``, ``budgets``,
     ``episodes``, ``return_after_steps`` / ``return_ci95`` ({budget: mean, 1.96 standard errors over
     tasks}), ``returns_per_task`` ({budget: [...]}) and ``baselines.{pretrained,scratch}`` with the same keys.
+    ``overrides``: ``key=value`` of :data:`~metaloop.config.EVAL_KEYS` for this evaluation alone.
     """
     cfg, state = load_run(run_dir)
+    cfg = eval_config(cfg, list(overrides))
     set_threads(cfg)
     env = make_env(cfg)
     net = make_net(cfg, env)

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from metaloop import checkpoint
-from metaloop.train import create_run_dir
-from metaloop.config import Config
+from metaloop.train import checkpoint_path, create_run_dir, load_run
+from metaloop.config import Config, eval_config
 from metaloop.envs.gym_envs import make_vec_env
 from metaloop.errors import DivergedError, UserError
 from metaloop.learners.dqn import (crossed, dqn_loss, linear_epsilon, make_optimizer, minatar_q_regression_grads,
@@ -41,10 +41,6 @@ CONFIG = "config.yaml"
 TRAINING_WINDOW = 100_000  # steps over which eval.json averages the training episodes' scores
 EVAL_JSON = "eval.json"
 EVAL_SEED_OFFSET = 10_000  # evaluations during training: seed + offset + step (training resets: seed + step)
-
-
-def checkpoint_path(run_dir: Path) -> Path:
-    return run_dir / "checkpoints" / checkpoint.LAST
 
 
 def set_threads(cfg: Config) -> None:
@@ -196,12 +192,6 @@ def start(cfg: Config, run_dir: Path, progress: bool = True) -> Path:
     return _run(cfg, run_dir, None, progress, env)
 
 
-def load_run(run_dir: Path) -> tuple[Config, dict]:
-    if not run_dir.is_dir():
-        raise UserError(f"run directory {run_dir} does not exist")
-    return Config.load(run_dir / CONFIG), checkpoint.load(checkpoint_path(run_dir))
-
-
 def resume(run_dir: Path, progress: bool = True) -> Path:
     """Continue the DQN run in ``run_dir`` from its last checkpoint."""
     cfg, state = load_run(run_dir)
@@ -319,7 +309,7 @@ def _record(scores: np.ndarray, out) -> None:
             scores[i] = ret
 
 
-def evaluate(run_dir: Path) -> dict:
+def evaluate(run_dir: Path, overrides: list[str] = ()) -> dict:
     """Score the run's last checkpoint on ``dqn.eval_episodes`` fresh episodes; writes ``eval.json``.
 
     Keys: ``preset``, ``algorithm`` ("dqn"), ``env``, ``steps`` (agent steps trained), ``frames``
@@ -328,8 +318,10 @@ def evaluate(run_dir: Path) -> dict:
     and ``training_return``: the mean raw score of the training episodes (ε-greedy) that ended in
     the last ``TRAINING_WINDOW`` steps, from metrics.jsonl (``{"mean", "episodes", "window"}``, the
     measure papers such as MinAtar's report; ``None`` when no episode ended there).
+    ``overrides``: ``key=value`` of :data:`~metaloop.config.EVAL_KEYS` for this evaluation alone.
     """
     cfg, state = load_run(run_dir)
+    cfg = eval_config(cfg, list(overrides))
     set_threads(cfg)
     env = make_env(cfg, 1)
     net = make_net(cfg, env)

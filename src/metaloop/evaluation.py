@@ -15,21 +15,13 @@ from pathlib import Path
 import torch
 
 from metaloop import build, checkpoint
-from metaloop.config import DQN_TASKS, RL_TASKS, Config
-from metaloop.errors import UserError
+from metaloop.config import DQN_TASKS, RL_TASKS, Config, eval_config
 from metaloop.meta import MetaLearner
 from metaloop.tasks import TaskBatch
-from metaloop.train import CONFIG, checkpoint_path
+from metaloop.train import load_run
 
 EVAL_JSON = "eval.json"
 CHUNK = 250  # tasks per batched evaluation call: bounds memory, keeps each call fully batched
-
-
-def load_run(run_dir: Path) -> tuple[Config, dict]:
-    if not run_dir.is_dir():
-        raise UserError(f"run directory {run_dir} does not exist")
-    cfg = Config.load(run_dir / CONFIG)
-    return cfg, checkpoint.load(checkpoint_path(run_dir))
 
 
 def learners_of(cfg: Config, state: dict) -> dict[str, MetaLearner]:
@@ -69,7 +61,7 @@ def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None  # JSON has no inf/nan: a diverged curve reads as null
 
 
-def evaluate(run_dir: Path) -> dict:
+def evaluate(run_dir: Path, overrides: list[str] = ()) -> dict:
     """Evaluate a run, write ``eval.json`` into it, and return the result.
 
     Keys: ``preset``, ``algorithm``, ``metric`` ("mse" or "accuracy"), ``meta_steps``, ``tasks``,
@@ -77,12 +69,14 @@ def evaluate(run_dir: Path) -> dict:
     ``accuracy_after_steps`` / ``accuracy_ci95`` (in %), each {"0": .., "1": .., ...}; and
     ``baselines.{pretrained,scratch}`` (those the run has) with the same two keys. RL runs report
     ``metric`` "return" with ``return_after_steps`` / ``return_stderr`` (:mod:`metaloop.evaluation_rl`).
+    ``overrides``: ``key=value`` of :data:`~metaloop.config.EVAL_KEYS` for this evaluation alone.
     """
     cfg, state = load_run(run_dir)
     if cfg.task.name in DQN_TASKS:
         from metaloop import dqn_meta_run
 
-        return dqn_meta_run.evaluate(run_dir)
+        return dqn_meta_run.evaluate(run_dir, overrides)
+    cfg = eval_config(cfg, list(overrides))
     if cfg.task.name in RL_TASKS:
         from metaloop.evaluation_rl import evaluate_rl
 

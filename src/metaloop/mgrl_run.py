@@ -33,9 +33,9 @@ import numpy as np
 import torch
 
 from metaloop import checkpoint
-from metaloop.train import create_run_dir
-from metaloop.config import Config
-from metaloop.dqn_run import checkpoint_path, load_run, set_threads
+from metaloop.train import checkpoint_path, create_run_dir, load_run
+from metaloop.config import Config, eval_config
+from metaloop.dqn_run import set_threads
 from metaloop.envs.gym_envs import make_vec_env
 from metaloop.errors import DivergedError, UserError
 from metaloop.learners import actor_critic as ac
@@ -216,7 +216,7 @@ def evaluate_policy(cfg: Config, net: ActorCriticNet, params, eta_in, episodes: 
     return scores.tolist()
 
 
-def evaluate(run_dir: Path) -> dict:
+def evaluate(run_dir: Path, overrides: list[str] = ()) -> dict:
     """The run's last checkpoint: writes and returns ``eval.json``.
 
     Keys: ``preset``, ``algorithm`` (a2c | mgrl), ``env``, ``steps`` (agent steps) and ``frames``
@@ -225,8 +225,10 @@ def evaluate(run_dir: Path) -> dict:
     training episodes) and ``episodes_in_last``, ``return_at`` (that moving average at the logged
     step nearest to each tenth of the run: ``{step: return}``), and ``eval_return_mean`` /
     ``eval_return_std`` / ``eval_returns`` of ``eval_episodes`` fresh episodes of the final policy.
+    ``overrides``: ``key=value`` of :data:`~metaloop.config.EVAL_KEYS` for this evaluation alone.
     """
     cfg, state = load_run(run_dir)
+    cfg = eval_config(cfg, list(overrides))
     set_threads(cfg)
     m = cfg.mgrl
     env = make_env(cfg, 1)

@@ -14,7 +14,8 @@ import torch  # noqa: E402
 
 from metaloop import build  # noqa: E402
 from metaloop.config import DQN_TASKS, RL_TASKS  # noqa: E402
-from metaloop.evaluation import EVAL_JSON, error_key, evaluate, learners_of, load_run  # noqa: E402
+from metaloop.evaluation import EVAL_JSON, error_key, evaluate, learners_of  # noqa: E402
+from metaloop.train import load_run  # noqa: E402
 from metaloop.functional import detach, expand_tasks  # noqa: E402
 from metaloop.logging import METRICS, read_metrics  # noqa: E402
 

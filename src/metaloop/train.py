@@ -36,6 +36,13 @@ def checkpoint_path(run_dir: Path) -> Path:
     return run_dir / "checkpoints" / checkpoint.LAST
 
 
+def load_run(run_dir: Path) -> tuple[Config, dict]:
+    """A run directory's config and last checkpoint (any kind of run), with a clear error if it is missing."""
+    if not run_dir.is_dir():
+        raise UserError(f"run directory {run_dir} does not exist")
+    return Config.load(run_dir / CONFIG), checkpoint.load(checkpoint_path(run_dir))
+
+
 def start(cfg: Config, run_dir: Path, progress: bool = True) -> Path:
     """Create ``run_dir`` and meta-train ``cfg`` in it."""
     if cfg.task.name in DQN_TASKS:
