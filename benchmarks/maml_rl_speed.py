@@ -9,6 +9,9 @@
    M on 20% of the post-update episodes, and with M and J on 20% (the 2D-nav preset); plus the
    cost of one Fisher-vector product done pytorch-maml-rl's way (Hessian of the KL by
    differentiating through the adaptation) next to ours, on the same batch.
+3. Arithmetic: the FLOPs of one meta-step (``torch.utils.flop_counter``: every matmul of sampling,
+   adaptation, CG and line search) over its wall time, next to the rate of one large matmul measured
+   in the same run: how far the meta-step is from what this CPU's matmul units allow.
 
     python benchmarks/maml_rl_speed.py            # ~3 minutes on an idle core
     python benchmarks/maml_rl_speed.py --quick    # 1 round
@@ -26,6 +29,7 @@ import time
 
 import torch
 from torch.distributions import kl_divergence
+from torch.utils.flop_counter import FlopCounterMode
 
 from metaloop.envs import Navigation2D, Navigation2DEnv
 from metaloop.functional import detach, expand_tasks, named_params
@@ -67,9 +71,18 @@ def sampling(rounds: int) -> None:
     print(f"  ratio       {b / s:>10.1f}x")
 
 
+def peak_matmul(rounds: int = 5) -> float:
+    """GFLOP/s of one large float32 matmul, (4000 x 1000) @ (1000 x 1000): this CPU's matmul ceiling."""
+    a, b = torch.randn(4000, 1000), torch.randn(1000, 1000)
+    a @ b
+    return 2 * 4000 * 1000 * 1000 / timed(lambda: a @ b, rounds) / 1e9
+
+
 def meta_step(rounds: int) -> None:
     env = Navigation2D()
-    print("\nMAML-TRPO meta-step (2 x 100 ReLU policy, 1 inner step, 10 CG steps):")
+    peak = peak_matmul()
+    print(f"\nMAML-TRPO meta-step (2 x 100 ReLU policy, 1 inner step, 10 CG steps); "
+          f"one large matmul here: {peak:.0f} GFLOP/s")
     for fraction, inner, name in ((1.0, False, "exact Fisher"), (0.2, False, "M on 20%, J exact"),
                                   (0.2, True, "M and J on 20% (maml-nav2d)")):
         torch.manual_seed(0)
@@ -78,7 +91,11 @@ def meta_step(rounds: int) -> None:
         g = torch.Generator().manual_seed(0)
         learner.meta_step(env.sample_tasks(TASKS, g), g)  # warm-up
         t = timed(lambda: learner.meta_step(env.sample_tasks(TASKS, g), g), rounds)
-        print(f"  {name:<28} {t:6.2f} s per meta-batch")
+        with FlopCounterMode(display=False) as counter:
+            learner.meta_step(env.sample_tasks(TASKS, g), g)
+        gflop = counter.get_total_flops() / 1e9
+        print(f"  {name:<28} {t:6.2f} s per meta-batch   {gflop:5.1f} GFLOP, {gflop / t:4.0f} GFLOP/s "
+              f"({100 * gflop / t / peak:.0f}% of the matmul rate; at 100%: {gflop / peak:.2f} s)")
 
     torch.manual_seed(0)
     learner = MAMLRL(policy_for(env, (100, 100)), env, inner_lr=0.1)

@@ -36,11 +36,13 @@ def checkpoint_path(run_dir: Path) -> Path:
     return run_dir / "checkpoints" / checkpoint.LAST
 
 
-def load_run(run_dir: Path) -> tuple[Config, dict]:
-    """A run directory's config and last checkpoint (any kind of run), with a clear error if it is missing."""
+def load_run(run_dir: Path, checkpoint_required: bool = True) -> tuple[Config, dict | None]:
+    """A run directory's config and last checkpoint (any kind of run), with a clear error if either is
+    missing; a run stopped before its first checkpoint gives ``None`` unless ``checkpoint_required``."""
     if not run_dir.is_dir():
         raise UserError(f"run directory {run_dir} does not exist")
-    return Config.load(run_dir / CONFIG), checkpoint.load(checkpoint_path(run_dir))
+    cfg, path = Config.load(run_dir / CONFIG), checkpoint_path(run_dir)
+    return cfg, checkpoint.load(path) if checkpoint_required or path.exists() else None
 
 
 def start(cfg: Config, run_dir: Path, progress: bool = True) -> Path:
@@ -69,7 +71,7 @@ def resume(run_dir: Path, progress: bool = True) -> Path:
         from metaloop import train_rl
 
         return train_rl.resume(run_dir, progress)
-    cfg, state = distributed.from_rank0(_load, run_dir)
+    cfg, state = distributed.from_rank0(load_run, run_dir, False)
     return _run(cfg, run_dir, state, progress)
 
 
@@ -80,14 +82,6 @@ def create_run_dir(cfg: Config, run_dir: Path) -> None:
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     (run_dir / "figures").mkdir(exist_ok=True)
     cfg.save(run_dir / CONFIG)
-
-
-def _load(run_dir: Path) -> tuple[Config, dict | None]:
-    if not run_dir.is_dir():
-        raise UserError(f"run directory {run_dir} does not exist")
-    cfg = Config.load(run_dir / CONFIG)
-    path = checkpoint_path(run_dir)
-    return cfg, checkpoint.load(path) if path.exists() else None
 
 
 def meta_gradient(learner, batch: TaskBatch) -> float:

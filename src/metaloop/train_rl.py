@@ -26,7 +26,7 @@ from metaloop.errors import ConfigError, DivergedError, UserError
 from metaloop.logging import MetricsLogger, Progress
 from metaloop.meta.maml_rl import MAMLRL
 from metaloop.nn.policies import policy_for
-from metaloop.train import Budget, _load, checkpoint_path, create_run_dir, stop_message
+from metaloop.train import Budget, checkpoint_path, create_run_dir, load_run, stop_message
 
 
 def make_env(cfg: Config, oracle: bool | None = None):
@@ -60,7 +60,7 @@ def start(cfg: Config, run_dir: Path, progress: bool = True) -> Path:
 
 def resume(run_dir: Path, progress: bool = True) -> Path:
     distributed.single_process("RL task families train in one process")
-    cfg, state = _load(run_dir)
+    cfg, state = load_run(run_dir, checkpoint_required=False)
     return _run(cfg, run_dir, state, progress)
 
 
