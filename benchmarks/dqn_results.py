@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from metaloop.config import Config  # noqa: E402
 from metaloop.logging import METRICS, read_metrics  # noqa: E402
+from metaloop.references import references  # noqa: E402
 
 
 def training_seconds(rows: list[dict]) -> float:
@@ -41,7 +42,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("runs", nargs="+", type=Path)
     p.add_argument("--figure", type=Path)
-    p.add_argument("--reference", type=float, help="a paper's figure to draw as a dashed line (e.g. 10.1)")
+    p.add_argument("--reference", type=float, help="a paper's figure to draw as a dashed line (default: the "
+                   "preset's published return, metaloop.references)")
     p.add_argument("--reference-label", default="paper")
     args = p.parse_args()
     fig, ax = plt.subplots(figsize=(6.4, 4))
@@ -63,8 +65,11 @@ def main() -> None:
             ax.plot(*zip(*train), color=color, alpha=0.3)
         if evals:
             ax.plot(*zip(*evals), color=color, marker="o", label=f"seed {cfg.seed} (evaluation)")
+    paper = references(cfg.preset).get("dqn")
     if args.reference is not None:
         ax.axhline(args.reference, color="k", linestyle="--", linewidth=1, label=args.reference_label)
+    elif paper:
+        ax.axhline(paper.final_return, color="k", linestyle="--", linewidth=1, label=f"paper: {paper.source}")
     ax.set_xlabel("agent steps")
     ax.set_ylabel("episode return")
     ax.set_title(f"{cfg.preset}: evaluation (markers), training episodes (faint)", fontsize=10)

@@ -30,6 +30,8 @@ def test_run_writes_metrics_checkpoints_and_baselines(tmp_path):
     assert set(result["baselines"]) == {"pretrained", "scratch", "oracle"}
     assert set(result["baselines"]["oracle"]["return_after_steps"]) == {"0"}
     assert "oracle" in format_table(result) and (run_dir / "eval.json").is_file()
+    assert result["paper"]["maml"]["after_steps"] == {"0": -40.4, "1": -11.7, "2": -3.3, "3": -3.2}
+    assert "-11.7" in format_table(result) and "(paper: scratch, Finn et al. 2017" in format_table(result)
     from metaloop.plots import plot_run
 
     names = {p.name for p in plot_run(run_dir)}

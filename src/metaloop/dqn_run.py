@@ -35,6 +35,7 @@ from metaloop.learners.dqn import (crossed, dqn_loss, linear_epsilon, make_optim
 from metaloop.learners.flat_optim import FlatOptimizer, flatten_
 from metaloop.logging import METRICS, MetricsLogger, Progress, read_metrics
 from metaloop.nn.qnets import QNetwork, minatar_keys, mlp_layers, numpy_q_function, q_network
+from metaloop.references import final_return, paper_json, references
 from metaloop.rl.replay import ReplayMemory, Transitions
 
 CONFIG = "config.yaml"
@@ -334,7 +335,8 @@ def evaluate(run_dir: Path, overrides: list[str] = ()) -> dict:
               "frames": state["step"] * frame_skip, "episodes": scores["episodes"], "epsilon": scores["epsilon"],
               "return_mean": scores["return_mean"], "return_std": scores["return_std"],
               "returns": scores["returns"], "episode_steps": scores["steps"],
-              "training_return": training_return(read_metrics(run_dir / METRICS), state["step"])}
+              "training_return": training_return(read_metrics(run_dir / METRICS), state["step"]),
+              **paper_json(cfg.preset)}
     checkpoint.write_json_atomic(result, run_dir / EVAL_JSON)
     return result
 
@@ -358,7 +360,8 @@ def format_table(result: dict) -> str:
     if train:
         line += (f"; training episodes in the last {train['window']} steps: {train['mean']:.1f} "
                  f"({train['episodes']} episodes)")
-    return line
+    paper = final_return(result)
+    return line + (f"\npaper: {paper['return']:g} ({paper['source']})" if paper else "")
 
 
 def play(run_dir: Path, out: Path | None = None, max_steps: int = 2000, epsilon: float | None = None,
@@ -416,6 +419,9 @@ def plot(run_dir: Path) -> list[Path]:
         policy = "greedy" if cfg.dqn.eval_epsilon == 0 else f"ε = {cfg.dqn.eval_epsilon}"
         ax.errorbar(x, y, yerr=s, color="tab:orange", marker="o", capsize=3, label=f"evaluation ({policy})")
     ax.set_xlabel("agent steps" + (f" (× {cfg.dqn.frame_skip} frames)" if cfg.dqn.env.startswith("ALE/") else ""))
+    paper = references(cfg.preset).get("dqn")
+    if paper:
+        ax.axhline(paper.final_return, color="black", ls="--", lw=1, label=f"paper: {paper.source}")
     ax.set_ylabel("episode return")
     ax.set_title(f"{cfg.preset}: {cfg.dqn.env}, seed {cfg.seed}")
     ax.grid(alpha=0.3)

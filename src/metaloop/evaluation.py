@@ -17,6 +17,7 @@ import torch
 from metaloop import build, checkpoint
 from metaloop.config import DQN_TASKS, RL_TASKS, Config, eval_config
 from metaloop.meta import MetaLearner
+from metaloop.references import paper_json
 from metaloop.tasks import TaskBatch
 from metaloop.train import load_run
 
@@ -69,6 +70,8 @@ def evaluate(run_dir: Path, overrides: list[str] = ()) -> dict:
     ``accuracy_after_steps`` / ``accuracy_ci95`` (in %), each {"0": .., "1": .., ...}; and
     ``baselines.{pretrained,scratch}`` (those the run has) with the same two keys. RL runs report
     ``metric`` "return" with ``return_after_steps`` / ``return_stderr`` (:mod:`metaloop.evaluation_rl`).
+    ``paper`` (where the preset has published counterparts, :mod:`metaloop.references`):
+    ``{learner: {"source", "after_steps", "ci95"}}``.
     ``overrides``: ``key=value`` of :data:`~metaloop.config.EVAL_KEYS` for this evaluation alone.
     """
     cfg, state = load_run(run_dir)
@@ -83,6 +86,7 @@ def evaluate(run_dir: Path, overrides: list[str] = ()) -> dict:
         result = evaluate_rl(cfg, state)
     else:
         result = _evaluate_supervised(cfg, state)
+    result.update(paper_json(cfg.preset))
     checkpoint.write_json_atomic(result, run_dir / EVAL_JSON)
     return result
 
@@ -113,6 +117,7 @@ def format_table(result: dict, steps=(0, 1, 5, 10)) -> str:
     head = f"{title:<28}" + "".join(f"{f'{s} steps':>18}" for s in steps)
     lines = [head, "-" * len(head)]
     digits = {"mse": 3, "accuracy": 2, "return": 1}[metric]
+    paper = result.get("paper", {})
     for name, r in rows.items():
         cells = []
         for s in steps:
@@ -122,6 +127,9 @@ def format_table(result: dict, steps=(0, 1, 5, 10)) -> str:
             m, e = r[means][str(s)], r[errors][str(s)]
             cells.append(f"{'diverged':>18}" if m is None or e is None else f"{f'{m:.{digits}f} ± {e:.{digits}f}':>18}")
         lines.append(f"{name:<28}" + "".join(cells))
+        if name in paper:
+            lines.append(_paper_row(paper[name], steps))
+    lines += [f"(paper: {name}, {ref['source']})" for name, ref in paper.items() if name in rows]
     if metric == "return":
         lines.append(f"({result['preset']}, {result['meta_steps']} meta-steps, {result['support']} episodes "
                      "per task and step, ± standard error)")
@@ -130,3 +138,13 @@ def format_table(result: dict, steps=(0, 1, 5, 10)) -> str:
     lines.append(f"({result['preset']}, {result['meta_steps']} meta-steps, K={result['support']}, "
                  f"{result['query']} query {per}, {bar})")
     return "\n".join(lines)
+
+
+def _paper_row(ref: dict, steps) -> str:
+    """The published values (as printed in the paper) under a learner's row, at the steps the table shows."""
+    cells = []
+    for s in steps:
+        m, e = ref["after_steps"].get(str(s)), ref["ci95"].get(str(s))
+        text = "" if m is None else f"{m:g}" + ("" if e is None else f" ± {e:g}")
+        cells.append(f"{text:>18}")
+    return f"{'  paper':<28}" + "".join(cells)

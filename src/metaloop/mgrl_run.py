@@ -44,6 +44,7 @@ from metaloop.learners.dqn import crossed
 from metaloop.logging import METRICS, MetricsLogger, Progress, read_metrics
 from metaloop.meta.mgrl import MGRL
 from metaloop.nn.actor_critic import ActorCriticNet
+from metaloop.references import final_return, paper_json, references
 from metaloop.rl.unrolls import Unroll, UnrollSampler
 
 CONFIG = "config.yaml"
@@ -254,16 +255,18 @@ def evaluate(run_dir: Path, overrides: list[str] = ()) -> dict:
               "gamma": gamma, "lambda": lam, "return_last": float(np.mean(recent)) if recent else float("nan"),
               "episodes_in_last": len(recent), "return_at": return_at,
               "eval_return_mean": float(np.mean(scores)), "eval_return_std": float(np.std(scores)),
-              "eval_returns": scores}
+              "eval_returns": scores, **paper_json(cfg.preset)}
     checkpoint.write_json_atomic(result, run_dir / EVAL_JSON)
     return result
 
 
 def format_table(result: dict) -> str:
+    paper = final_return(result)
     return (f"{result['preset']} ({result['env']}, {result['steps']} steps): last {result['episodes_in_last']} "
             f"training episodes {result['return_last']:.1f}; {len(result['eval_returns'])} fresh episodes "
             f"{result['eval_return_mean']:.1f} ± {result['eval_return_std']:.1f}; "
-            f"γ = {result['gamma']:.4f}, λ = {result['lambda']:.4f}")
+            f"γ = {result['gamma']:.4f}, λ = {result['lambda']:.4f}"
+            + (f"\npaper: {paper['return']:g} ({paper['source']})" if paper else ""))
 
 
 def _steps_label(cfg: Config) -> str:
@@ -284,6 +287,10 @@ def plot(run_dir: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(6, 4))
     if curve:
         ax.plot(*zip(*curve), color="tab:blue")
+    paper = references(cfg.preset).get(cfg.algo.name)
+    if paper:
+        ax.axhline(paper.final_return, color="black", ls="--", lw=1, label=f"paper: {paper.source}")
+        ax.legend(fontsize=8)
     ax.set_xlabel(_steps_label(cfg))
     ax.set_ylabel(f"return, mean of the last {cfg.mgrl.last_episodes} episodes")
     ax.set_title(f"{cfg.preset}: {cfg.mgrl.env}, seed {cfg.seed}")

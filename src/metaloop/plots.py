@@ -85,7 +85,8 @@ def plot_fits(cfg, learners: dict, path: Path, steps=(0, 1, 10)) -> Path:
 
 def plot_metric_vs_steps(result: dict, path: Path) -> Path:
     """Query MSE (log scale), accuracy or RL return against adaptation steps, with 95% confidence
-    bands; a learner evaluated without adapting (the RL oracle) is a dashed line."""
+    bands; a learner evaluated without adapting (the RL oracle) is a dashed line. The papers' numbers
+    for the run's learners (eval.json's ``paper``) are open stars in the learner's colour."""
     metric = result.get("metric", "mse")
     means, errors = f"{metric}_after_steps", error_key(metric)
     z = 1.0 if metric == "accuracy" else 1.96  # accuracy_ci95 is already a 95% half-width
@@ -106,6 +107,10 @@ def plot_metric_vs_steps(result: dict, path: Path) -> Path:
         label = f"{name} (off scale from step {min(map(int, off_scale))})" if off_scale else name
         ax.plot(steps, mean, marker="o", ms=3, color=color, label=label)
         ax.fill_between(steps, mean - z * err, mean + z * err, color=color, alpha=0.2)
+    for name, ref in result.get("paper", {}).items():
+        if name in curves:
+            _paper_points(ax, ref, COLORS.get(name, ALGO_COLOR), f"{name}, paper",
+                          no_adaptation=len(curves[name][means]) == 1)
     if metric == "mse":
         ax.set_yscale("log")
         ax.set_ylim(top=top)
@@ -115,11 +120,22 @@ def plot_metric_vs_steps(result: dict, path: Path) -> Path:
                    "return": "mean return (95% CI)"}[metric])
     ax.set_title(f"{result['preset']}: {result['tasks']} unseen tasks")
     ax.grid(alpha=0.3, which="both")
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def _paper_points(ax, ref: dict, color: str, label: str, no_adaptation: bool) -> None:
+    steps = sorted(map(int, ref["after_steps"]))
+    values = [ref["after_steps"][str(s)] for s in steps]
+    if no_adaptation:
+        ax.axhline(values[0], color=color, ls=":", label=label)
+        return
+    errors = [ref["ci95"].get(str(s), 0.0) for s in steps]
+    ax.errorbar(steps, values, yerr=errors if any(errors) else None, color=color, marker="*", ms=11, mfc="none",
+                ls=":", lw=1, capsize=3, label=label)
 
 
 def plot_meta_loss(rows: list[dict], preset: str, path: Path) -> Path:
