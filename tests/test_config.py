@@ -1,4 +1,5 @@
 import pytest
+import yaml
 
 from metaloop.config import Config, apply_overrides, known_keys
 from metaloop.errors import ConfigError
@@ -11,6 +12,27 @@ def test_every_preset_resolves_and_round_trips(tmp_path):
         assert cfg.preset == name and cfg.description
         cfg.save(tmp_path / "config.yaml")
         assert Config.load(tmp_path / "config.yaml") == cfg
+
+
+def test_config_yaml_holds_what_the_run_reads(tmp_path):
+    cfg = get_preset("a2c-minatar-freeway")
+    cfg.save(tmp_path / "config.yaml")
+    text = (tmp_path / "config.yaml").read_text()
+    saved = yaml.safe_load(text)
+    assert set(saved) == {"preset", "description", "seed", "algo", "train", "eval", "mgrl"}
+    assert saved["algo"] == {"name": "a2c"} and saved["train"] == {"threads": 1}
+    assert "γ = 0.99" in text  # written as text, not \u escapes
+    saved = yaml.safe_load(_saved(get_preset("imaml-omniglot-5w1s"), tmp_path))
+    assert {"task", "model", "algo", "train", "eval"} <= set(saved) and not {"rl", "dqn", "mgrl"} & set(saved)
+    cfg = apply_overrides(get_preset("dqn-cartpole"), ["rl.gamma=0.5", "model.channels=8"])  # read by no DQN run
+    saved = yaml.safe_load(_saved(cfg, tmp_path))
+    assert saved["rl"] == {"gamma": 0.5} and saved["model"] == {"channels": 8} and "task" not in saved
+    assert Config.load(tmp_path / "config.yaml") == cfg
+
+
+def _saved(cfg, tmp_path):
+    cfg.save(tmp_path / "config.yaml")
+    return (tmp_path / "config.yaml").read_text()
 
 
 def test_sinusoid_presets_use_the_paper_settings():

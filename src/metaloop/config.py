@@ -1,7 +1,9 @@
 """Run configuration: typed dataclasses, ``--set section.key=value`` overrides, YAML round trip.
 
 The resolved config of every run is written to ``RUN_DIR/config.yaml``; it is the
-single source of truth that ``eval``, ``plot`` and ``--resume`` read back.
+single source of truth that ``eval``, ``plot`` and ``--resume`` read back. It holds the sections that
+its kind of run reads (an A2C run's file has no Omniglot keys) and any other key set away from its
+default; missing keys load as their defaults, so older files with every section load too.
 """
 
 from __future__ import annotations
@@ -262,6 +264,19 @@ class MGRLConfig:
         ]
 
 
+ALL = "all"
+# The config sections each kind of run reads (ALL, or the few keys read where the section is mostly
+# another kind's). config.yaml leaves out the rest unless set away from its default.
+_SUPERVISED = {"task": ALL, "model": ALL, "algo": ALL, "train": ALL, "baseline": ALL, "eval": ALL}
+_READS = {
+    "supervised": _SUPERVISED,
+    "rl": {**_SUPERVISED, "rl": ALL},
+    "dqn_meta": {**_SUPERVISED, "dqn": ALL, "dqn_meta": ALL},
+    "dqn": {"algo": ("name",), "train": ("threads",), "eval": ("seed",), "dqn": ALL},
+    "mgrl": {"algo": ("name",), "train": ("threads",), "eval": ("seed",), "mgrl": ALL},
+}
+
+
 @dataclass
 class Config:
     preset: str = "custom"
@@ -336,6 +351,33 @@ class Config:
     def to_dict(self) -> dict:
         return _plain(dataclasses.asdict(self))
 
+    @property
+    def kind(self) -> str:
+        """Which runner trains this config: supervised, rl, dqn, mgrl or dqn_meta."""
+        if self.algo.name == "dqn":
+            return "dqn"
+        if self.algo.name in ("a2c", "mgrl"):
+            return "mgrl"
+        if self.task.name in DQN_TASKS:
+            return "dqn_meta"
+        return "rl" if self.task.name in RL_TASKS else "supervised"
+
+    def run_dict(self) -> dict:
+        """What ``config.yaml`` holds: the sections (or keys) that this kind of run reads, in full, and
+        any other key set away from its default, so that loading it back gives this config exactly."""
+        full, default = self.to_dict(), Config().to_dict()
+        reads = _READS[self.kind]
+        out = {}
+        for section, value in full.items():
+            if not isinstance(value, dict):
+                out[section] = value
+                continue
+            keys = reads.get(section, ())
+            kept = {k: v for k, v in value.items() if keys is ALL or k in keys or v != default[section][k]}
+            if kept:
+                out[section] = kept
+        return out
+
     @staticmethod
     def from_dict(data: dict) -> "Config":
         config = Config()
@@ -346,7 +388,7 @@ class Config:
     def save(self, path: Path) -> None:
         from metaloop.checkpoint import write_text_atomic  # torch is imported there
 
-        write_text_atomic(yaml.safe_dump(self.to_dict(), sort_keys=False), path)
+        write_text_atomic(yaml.safe_dump(self.run_dict(), sort_keys=False, allow_unicode=True), path)
 
     @staticmethod
     def load(path: Path) -> "Config":
