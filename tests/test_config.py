@@ -62,6 +62,8 @@ def test_overrides_are_typed():
     ("task.amplitude=1,2,3", "task.amplitude takes 2 values"),
     ("train.meta_steps", "expects key=value"),
     ("algo.inner_lr=-1", "algo.inner_lr must be > 0"),
+    ("algo.inner_batch=5", "exist for Reptile only"),
+    ("task.train_support=-1", "task.train_support, algo.inner_batch and eval.inner_batch must be >= 0"),
 ])
 def test_bad_overrides_name_the_problem(override, message):
     with pytest.raises(ConfigError, match=message):

@@ -28,7 +28,15 @@ def test_omniglot_presets_follow_the_papers():
     assert (imaml.algo.lam, imaml.algo.cg_steps, imaml.algo.inner_steps, imaml.task.support) == (2.0, 5, 25, 5)
     assert imaml.train.outer_eps == 1e-3 and maml5.train.outer_eps == 1e-8  # iMAML code's Adam ε; PyTorch's default
     assert build.outer_optimizer(imaml, [torch.zeros(1, requires_grad=True)]).defaults["eps"] == 1e-3
+    reptile = get_preset("reptile-omniglot-5w1s")  # openai/supervised-reptile's transductive 1-shot 5-way command
+    assert (reptile.task.train_support, reptile.algo.inner_batch, reptile.algo.inner_steps, reptile.algo.inner_lr,
+            reptile.train.outer_lr, reptile.train.meta_batch, reptile.train.meta_steps) == (15, 25, 3, 0.001, 1.0, 10, 100000)
+    assert (reptile.eval.inner_batch, reptile.eval.max_steps, reptile.task.support, reptile.eval.query) == (25, 5, 1, 15)
+    assert reptile.task.train_support + reptile.task.query <= 20  # Omniglot has 20 drawings per character
+    reptile20 = get_preset("reptile-omniglot-20w5s")
+    assert (reptile20.task.train_support, reptile20.algo.inner_batch, reptile20.eval.inner_batch) == (12, 20, 10)
     assert get_preset("reptile-omniglot-5w5s").algo.inner_optimizer == "adam"
+    assert maml5.task.train_support == 0 and maml5.algo.inner_batch == 0
     assert maml5.eval.tasks == 600 and maml5.baseline.pretrain_steps == 0
 
 
@@ -52,3 +60,16 @@ def test_train_eval_plot_on_real_omniglot(tmp_path, capsys):
     assert all(0 <= a <= 100 for a in result["accuracy_after_steps"].values())
     assert main(["plot", str(run)]) == 0
     assert (run / "figures" / "accuracy_vs_steps.png").is_file()
+
+
+@pytest.mark.skipif(not (SHARED / "images_background.zip").is_file(), reason="shared Omniglot data absent")
+def test_reptile_trains_on_more_shots_than_it_is_tested_on(tmp_path, capsys):
+    run = tmp_path / "run"
+    tiny = ["--set", f"task.root={SHARED}", "--set", "train.meta_steps=2", "--set", "train.meta_batch=2",
+            "--set", "model.channels=8", "--set", "eval.tasks=4", "--set", "eval.max_steps=2", "--quiet"]
+    assert main(["train", "reptile-omniglot-5w1s", "--run-dir", str(run), *tiny]) == 0
+    assert main(["eval", str(run), "--json"]) == 0
+    first = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert first["support"] == 1 and set(first["accuracy_after_steps"]) == {"0", "1", "2"}
+    assert main(["eval", str(run), "--json"]) == 0  # test-time mini-batches are seeded: the same numbers again
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["accuracy_after_steps"] == first["accuracy_after_steps"]

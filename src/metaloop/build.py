@@ -50,7 +50,7 @@ def learner(cfg: Config, net: nn.Module) -> MetaLearner:
     if a.name == "metasgd":
         return MetaSGD(net, a.inner_lr, a.inner_steps, loss_fn=loss)
     if a.name == "reptile":
-        return Reptile(net, a.inner_lr, a.inner_steps, a.inner_optimizer, loss_fn=loss)
+        return Reptile(net, a.inner_lr, a.inner_steps, a.inner_optimizer, loss_fn=loss, inner_batch=a.inner_batch)
     if a.name == "imaml":
         return IMAML(net, a.inner_lr, a.inner_steps, a.lam, a.cg_steps, a.damping, a.inner_solver, loss_fn=loss,
                      cg_matrix=a.cg_matrix)

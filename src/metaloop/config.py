@@ -37,6 +37,7 @@ class TaskConfig:
     amplitude: tuple[float, float] = (0.1, 5.0)
     phase: tuple[float, float] = (0.0, math.pi)
     x_range: tuple[float, float] = (-5.0, 5.0)
+    train_support: int = 0  # support examples (per class) of meta-training tasks; 0 = support (Reptile trains with more)
 
 
 @dataclass
@@ -59,6 +60,7 @@ class AlgoConfig:
     inner_solver: str = "gd"  # iMAML: gd | hessian_free | gd_pullback (imaml_dev: plain GD, one proximal step)
     cg_matrix: str = "paper"  # iMAML: paper (I + (H + δ)/λ) | code (2I + H/(λ + 10), imaml_dev) | gauss_newton
     inner_optimizer: str = "sgd"  # Reptile: sgd | adam
+    inner_batch: int = 0  # Reptile: support examples per inner step in meta-training (mini-batches); 0 = all
 
 
 @dataclass
@@ -119,6 +121,7 @@ class EvalConfig:
     episodes: int = 0  # RL: episodes per task and adaptation step at test time; 0 = rl.episodes
     later_lr_scale: float = 1.0  # RL: step size of test-time steps 2, 3, .. relative to the first one
     val_tasks: int = 100  # validation tasks scored every train.eval_every meta-steps (Omniglot: 'val' characters)
+    inner_batch: int = 0  # Reptile: support examples per test-time inner step; 0 = all
 
 
 @dataclass
@@ -303,6 +306,10 @@ class Config:
             (self.model.downsample in ("stride", "maxpool"), "model.downsample must be 'stride' or 'maxpool'"),
             (self.model.init_gain >= 0, "model.init_gain must be >= 0 (0 = PyTorch's default init)"),
             (self.task.support >= 1 and self.task.query >= 1, "task.support and task.query must be >= 1"),
+            (self.task.train_support >= 0 and self.algo.inner_batch >= 0 and self.eval.inner_batch >= 0,
+             "task.train_support, algo.inner_batch and eval.inner_batch must be >= 0 (0 = the whole support set)"),
+            ((self.algo.inner_batch, self.eval.inner_batch) == (0, 0) or self.algo.name == "reptile",
+             "algo.inner_batch and eval.inner_batch (mini-batch inner steps) exist for Reptile only"),
             (self.algo.inner_lr > 0, "algo.inner_lr must be > 0"),
             (self.algo.inner_steps >= (0 if self.task.name in RL_TASKS else 1),
              "algo.inner_steps must be >= 1 (>= 0 for RL task families: 0 = plain TRPO on the task distribution)"),
@@ -429,6 +436,7 @@ RESUMABLE_KEYS = ("train.meta_steps", "train.max_minutes", "train.threads", "tra
 # Keys that ``metaloop eval RUN --set key=value`` may change for that evaluation alone (config.yaml
 # is left as it is): what is measured and on how many tasks, steps or episodes, never the trained run.
 EVAL_KEYS = ("eval.tasks", "eval.query", "eval.max_steps", "eval.seed", "eval.episodes", "eval.later_lr_scale",
+             "eval.inner_batch",
              "dqn.eval_episodes", "dqn.eval_epsilon", "mgrl.eval_episodes", "mgrl.last_episodes",
              "dqn_meta.eval_budgets", "dqn_meta.eval_episodes")
 

@@ -10,13 +10,14 @@ stream seeded apart from training (``eval.seed``) and, for Omniglot, from the te
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
 from metaloop import build, checkpoint
 from metaloop.config import DQN_TASKS, RL_TASKS, Config, eval_config
-from metaloop.meta import MetaLearner
+from metaloop.meta import MetaLearner, Reptile
 from metaloop.references import paper_json
 from metaloop.tasks import TaskBatch
 from metaloop.train import load_run
@@ -35,6 +36,21 @@ def learners_of(cfg: Config, state: dict) -> dict[str, MetaLearner]:
     if cfg.baseline.scratch:
         learners["scratch"] = build.finetuner(cfg, state["scratch"])
     return learners
+
+
+@contextmanager
+def at_test_time(learner: MetaLearner, cfg: Config):
+    """Reptile adapts at test time on ``eval.inner_batch`` examples per step (the paper's eval batch),
+    its shuffles seeded by ``eval.seed``; other learners adapt as in training."""
+    if not isinstance(learner, Reptile):
+        yield learner
+        return
+    saved = learner.inner_batch, learner.generator
+    learner.inner_batch, learner.generator = cfg.eval.inner_batch, torch.Generator().manual_seed(cfg.eval.seed + 5)
+    try:
+        yield learner
+    finally:
+        learner.inner_batch, learner.generator = saved
 
 
 def eval_tasks(cfg: Config) -> TaskBatch:
@@ -94,8 +110,10 @@ def evaluate(run_dir: Path, overrides: list[str] = ()) -> dict:
 def _evaluate_supervised(cfg: Config, state: dict) -> dict:
     tasks = eval_tasks(cfg)
     metric, fn = build.metric(cfg)
-    curves = {name: adaptation_scores(l, tasks, cfg.eval.max_steps, metric, fn)
-              for name, l in learners_of(cfg, state).items()}
+    curves = {}
+    for name, learner in learners_of(cfg, state).items():
+        with at_test_time(learner, cfg):
+            curves[name] = adaptation_scores(learner, tasks, cfg.eval.max_steps, metric, fn)
     return {"preset": cfg.preset, "algorithm": cfg.algo.name, "metric": metric, "meta_steps": state["step"],
               "tasks": cfg.eval.tasks, "support": cfg.task.support, "query": cfg.eval.query,
               **curves.pop(cfg.algo.name), "baselines": curves}

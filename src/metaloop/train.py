@@ -135,7 +135,7 @@ def _run(cfg: Config, run_dir: Path, state: dict | None, progress: bool, tasks=N
             step += 1
             for group in optimizer.param_groups:
                 group["lr"] = build.outer_lr_at(cfg, step)
-            batch = tasks.sample(cfg.train.meta_batch, cfg.task.support, cfg.task.query, generator)
+            batch = tasks.sample(cfg.train.meta_batch, cfg.task.train_support or cfg.task.support, cfg.task.query, generator)
             optimizer.zero_grad(set_to_none=True)
             try:
                 loss = meta_gradient(learner, batch)
@@ -199,14 +199,15 @@ def _validation(cfg: Config):
     """``learner -> {"val_<metric>": score}``: the evaluation metric after ``eval.max_steps`` steps on a
     fixed set of ``eval.val_tasks`` validation tasks (Omniglot: the 'val' characters; sinusoid: a
     stream seeded apart from training and test), for the curves of metrics.jsonl."""
-    from metaloop.evaluation import adaptation_scores
+    from metaloop.evaluation import adaptation_scores, at_test_time
 
     generator = torch.Generator().manual_seed(cfg.eval.seed + 3)
     tasks = build.task_distribution(cfg, "val").sample(cfg.eval.val_tasks, cfg.task.support, cfg.eval.query, generator)
     metric, fn = build.metric(cfg)
 
     def score(learner) -> dict:
-        curve = adaptation_scores(learner, tasks, cfg.eval.max_steps, metric, fn)[f"{metric}_after_steps"]
+        with at_test_time(learner, cfg):
+            curve = adaptation_scores(learner, tasks, cfg.eval.max_steps, metric, fn)[f"{metric}_after_steps"]
         value = curve[str(cfg.eval.max_steps)]
         return {} if value is None else {f"val_{metric}": value}
 
