@@ -24,6 +24,12 @@ def test_every_reference_names_a_preset_and_one_of_its_learners(preset):
         assert set(ref.ci95) <= set(ref.after_steps)
 
 
+@pytest.mark.parametrize("preset", sorted(p for p in REFERENCES if "-omniglot-" in p))
+def test_omniglot_references_are_at_the_presets_test_steps(preset):
+    (ref,) = REFERENCES[preset].values()
+    assert set(ref.after_steps) == {get_preset(preset).eval.max_steps}
+
+
 def test_known_numbers_and_presets_without_a_counterpart():
     maml = references("maml-omniglot-20w1s")["maml"]
     assert maml.after_steps == {5: 95.8} and maml.ci95 == {5: 0.3}  # MAML Table 1, 5 test steps at 20-way
