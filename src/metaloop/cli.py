@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from metaloop import distributed
+from metaloop.allocator import keep_freed_memory
 from metaloop.errors import UserError
 
 DEMO_PRESET = "maml-sinusoid"
@@ -224,6 +225,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    keep_freed_memory()
     try:
         with distributed.process_group():
             args.func(args)

@@ -69,6 +69,17 @@ def test_cg_one_step_is_steepest_descent():
     torch.testing.assert_close(x, alpha[:, None] * b)
 
 
+def test_cg_product_is_a_times_the_partial_solution():
+    generator = torch.Generator().manual_seed(3)
+    a = random_spd(4, generator)
+    b = torch.randn(4, N, generator=generator, dtype=torch.float64)
+    b[2] = 0  # an idle task keeps A x = 0
+    x, ax = conjugate_gradient(matrix_operator(a), as_params(b), steps=N // 2, with_product=True)
+    x, ax = as_flat(x), as_flat(ax)
+    torch.testing.assert_close(ax, torch.bmm(a, x.unsqueeze(2)).squeeze(2), rtol=1e-10, atol=1e-12)
+    assert (ax - b).abs().max() > 1e-4  # a partial solve, so A x is not just b
+
+
 def test_cg_indefinite_system_stays_finite_and_spares_other_tasks():
     generator = torch.Generator().manual_seed(2)
     a = random_spd(4, generator)

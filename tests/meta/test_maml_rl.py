@@ -47,7 +47,7 @@ def test_factored_fisher_and_meta_gradient_equal_differentiating_through_the_ada
     _, grads, fvp, _ = learner.trust_region_problem(batch, old, old_logp)
 
     adapted = learner.adapted_params(batch, create_graph=True)
-    loss = learner._surrogate(adapted, batch, old_logp)
+    loss = learner._surrogate(learner.policy.distribution(adapted, batch.valid.observations), batch, old_logp)
     expected = torch.autograd.grad(loss, list(params.values()))
     for k, e in zip(params, expected):
         assert torch.allclose(grads[k], e, atol=1e-10), k
@@ -142,3 +142,26 @@ def test_ppo_outer_loop_updates_through_the_adaptation():
     info = learner.meta_step(env.sample_tasks(4, g), g)
     assert {"loss_after", "return_before", "return_after"} <= set(info)
     assert any(not torch.equal(before[k], v) for k, v in learner.policy.named_parameters())
+
+
+@pytest.mark.parametrize("inner_steps", [1, 2])
+def test_the_inner_graphs_kept_from_sampling_give_the_recomputed_gradient_and_fisher(inner_steps):
+    torch.manual_seed(0)
+    env = Navigation2D()
+    learner = MAMLRL(policy_for(env, (16, 16)), env, inner_lr=0.1, inner_steps=inner_steps, episodes=3)
+    g = torch.Generator().manual_seed(0)
+    batch = learner.sample(env.sample_tasks(4, g), g)
+    assert len(batch.linearised) == inner_steps
+    with torch.no_grad():
+        old = learner.policy.distribution(batch.adapted, batch.valid.observations)
+        old_logp = old.log_prob(batch.valid.actions)
+    v = {k: torch.randn_like(p) for k, p in learner.policy.named_parameters()}
+    loss, grads, fvp, _ = learner.trust_region_problem(batch, old, old_logp)
+    kept = grads, fvp(v)
+    batch.linearised = None
+    loss_again, grads, fvp, _ = learner.trust_region_problem(batch, old, old_logp)
+    assert loss == pytest.approx(loss_again, rel=1e-6)
+    for got, want in zip(kept, (grads, fvp(v))):
+        for k in want:
+            torch.testing.assert_close(got[k], want[k], rtol=1e-5, atol=1e-7)
+    assert MAMLRL(policy_for(env, (16, 16)), env, first_order=True).sample(env.sample_tasks(2, g), g).linearised is None

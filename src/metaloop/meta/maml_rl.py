@@ -46,6 +46,7 @@ class MetaBatch:
     valid: Episodes
     valid_adv: Tensor
     adapted: Params  # the (detached) adapted parameters that sampled ``valid``
+    linearised: list | None = None  # the inner steps' gradient graphs [(θⱼ, ∇L(θⱼ))], kept from sampling
 
 
 def _head(dist, n: int):
@@ -85,17 +86,33 @@ class MAMLRL(nn.Module):
         return policy_gradient_step(self.policy, params, episodes, adv, self.inner_lr,
                                     first_order=self.first_order or not create_graph, estimator=self.estimator)
 
+    def _graph_step(self, params: Params, episodes: Episodes, adv: Tensor) -> tuple:
+        """∇θ L(θⱼ) of one inner step with its graph, for the Jacobian products (see ``_linearise``)."""
+        loss = surrogate_loss(self.policy, params, episodes, adv, self.estimator).sum()
+        return torch.autograd.grad(loss, list(params.values()), create_graph=True)
+
     def sample(self, tasks: Tensor, generator: torch.Generator) -> MetaBatch:
-        """Adapt to every task of ``tasks`` (sampling as it goes) and sample the validation episodes."""
+        """Adapt to every task of ``tasks`` (sampling as it goes) and sample the validation episodes.
+
+        For second-order TRPO the inner gradients are taken with their graphs and kept: the outer
+        step needs them at the same points θⱼ, so ``_linearise`` need not recompute them.
+        """
+        keep = self.outer == "trpo" and not self.first_order
         params = detach(expand_tasks(named_params(self.policy), tasks.shape[0]), requires_grad=True)
-        train, train_adv = [], []
+        train, train_adv, steps = [], [], []
         for _ in range(self.inner_steps):
             episodes = sample_episodes(self.env, self.policy, params, tasks, self.episodes, generator)
             train.append(episodes)
             train_adv.append(self._advantages(episodes))
-            params = detach(self.inner_step(params, episodes, train_adv[-1], create_graph=False), requires_grad=True)
+            if keep:
+                steps.append((params, self._graph_step(params, episodes, train_adv[-1])))
+                params = detach(sgd_step(params, steps[-1][1], self.inner_lr), requires_grad=True)
+            else:
+                params = detach(self.inner_step(params, episodes, train_adv[-1], create_graph=False),
+                                requires_grad=True)
         valid = sample_episodes(self.env, self.policy, params, tasks, self.episodes, generator)
-        return MetaBatch(tasks, train, train_adv, valid, self._advantages(valid), detach(params))
+        return MetaBatch(tasks, train, train_adv, valid, self._advantages(valid), detach(params),
+                         steps if keep else None)
 
     def adapted_params(self, batch: MetaBatch, create_graph: bool) -> Params:
         """θ'ᵢ(θ) recomputed from the stored inner-loop episodes, differentiably if ``create_graph``."""
@@ -110,15 +127,17 @@ class MAMLRL(nn.Module):
 
         Returns the steps [(θⱼ, ∇L(θⱼ))] and the adapted θ' as a fresh leaf. The Jacobian of
         θ' = θ_k is J = Π (I − α Hⱼ), Hⱼ the per-task Hessian of step j's inner loss (identity for
-        first-order MAML); J v and Jᵀ v are Hessian-vector products on the stored graphs.
+        first-order MAML); J v and Jᵀ v are Hessian-vector products on the stored graphs. The
+        steps that :meth:`sample` kept are used as they are (θ has not moved since).
         """
+        if batch.linearised is not None:
+            return batch.linearised, detach(batch.adapted, requires_grad=True)
         params = detach(expand_tasks(named_params(self.policy), batch.tasks.shape[0]), requires_grad=True)
         steps = []
         for train, adv in zip(batch.train, batch.train_adv):
             grads = None
             if not self.first_order:
-                loss = surrogate_loss(self.policy, params, train, adv, self.estimator).sum()
-                grads = torch.autograd.grad(loss, list(params.values()), create_graph=True)
+                grads = self._graph_step(params, train, adv)
                 steps.append((params, grads))
             params = detach(self.inner_step(params, train, adv, create_graph=False) if grads is None
                             else sgd_step(params, grads, self.inner_lr), requires_grad=True)
@@ -140,9 +159,9 @@ class MAMLRL(nn.Module):
             v = {k: v[k] - self.inner_lr * h for k, h in zip(v, hv)}
         return v
 
-    def _surrogate(self, params: Params, batch: MetaBatch, old_logp: Tensor) -> Tensor:
-        ratio = torch.exp(self.policy.distribution(params, batch.valid.observations).log_prob(batch.valid.actions)
-                          - old_logp)
+    def _surrogate(self, new, batch: MetaBatch, old_logp: Tensor) -> Tensor:
+        """The outer loss of the adapted policies ``new`` (their distribution on the validation episodes)."""
+        ratio = torch.exp(new.log_prob(batch.valid.actions) - old_logp)
         if self.outer == "ppo":
             clipped = ratio.clamp(1 - self.ppo_clip, 1 + self.ppo_clip)
             return -_masked_task_mean(torch.minimum(ratio * batch.valid_adv, clipped * batch.valid_adv),
@@ -182,7 +201,7 @@ class MAMLRL(nn.Module):
         """
         steps, adapted = self._linearise(batch)
         keys = list(adapted)
-        loss = self._surrogate(adapted, batch, old_logp)
+        loss = self._surrogate(self.policy.distribution(adapted, batch.valid.observations), batch, old_logp)
         loss_grads = dict(zip(keys, torch.autograd.grad(loss, list(adapted.values()))))
         grads = {k: g.sum(0) for k, g in self._jacobian_product(steps, loss_grads, transpose=True).items()}
         episodes = batch.valid.mask.shape[1]
@@ -207,7 +226,7 @@ class MAMLRL(nn.Module):
                 params = self.adapted_params(batch, create_graph=False)
             with torch.no_grad():
                 new = self.policy.distribution(params, batch.valid.observations)
-                return (self._surrogate(params, batch, old_logp).item(),
+                return (self._surrogate(new, batch, old_logp).item(),
                         _masked_task_mean(kl_divergence(old, new), batch.valid.mask).item())
 
         return loss.item(), grads, fisher_vector_product, evaluate
@@ -216,7 +235,8 @@ class MAMLRL(nn.Module):
         """``ppo_epochs`` Adam steps on the clipped surrogate (Schulman et al. 2017, Eq. 7) of the
         adapted policies, differentiated through the adaptation."""
         for _ in range(self.ppo_epochs):
-            loss = self._surrogate(self.adapted_params(batch, create_graph=True), batch, old_logp)
+            adapted = self.adapted_params(batch, create_graph=True)
+            loss = self._surrogate(self.policy.distribution(adapted, batch.valid.observations), batch, old_logp)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()

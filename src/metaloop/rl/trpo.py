@@ -5,7 +5,8 @@ of MAML-RL (Finn et al. 2017, §5.3: "we use TRPO for the meta-optimiser").
 
 1. g = ∇θ L; F = ∇²θ KL at the current θ (the Fisher matrix; for MAML-RL through the adaptation).
 2. s ≈ F⁻¹ (−g) by ``cg_steps`` of conjugate gradient on F v products (+ damping·v).
-3. The full step β s with β = √(2δ / sᵀF s) reaches the trust-region boundary of the quadratic model.
+3. The full step β s with β = √(2δ / sᵀF s) reaches the trust-region boundary of the quadratic model
+   (F s from CG's own products, not one more: rllab and pytorch-maml-rl spend an 11th).
 4. Backtracking line search: shrink the step by ``ls_ratio`` until the loss decreases and the exact
    KL is within δ; keep the old θ if none of ``ls_steps`` tries qualifies.
 
@@ -37,8 +38,9 @@ def trpo_step(params: dict[str, nn.Parameter], grads: dict, fisher_vector_produc
         fv = fisher_vector_product({k: v[k][0] for k in keys})
         return {k: (fv[k] + damping * v[k][0]).unsqueeze(0) for k in keys}
 
-    step = conjugate_gradient(damped, {k: -grads[k].detach().unsqueeze(0) for k in keys}, cg_steps)
-    shs = 0.5 * task_dot(step, damped(step)).item()
+    step, f_step = conjugate_gradient(damped, {k: -grads[k].detach().unsqueeze(0) for k in keys}, cg_steps,
+                                      with_product=True)
+    shs = 0.5 * task_dot(step, f_step).item()
     scale = math.sqrt(max_kl / shs) if shs > 0 else 0.0
     old = [v.detach().clone() for v in values]
     info = {"loss_before": loss_before, "loss_after": loss_before, "kl": 0.0, "step_fraction": 0.0}
