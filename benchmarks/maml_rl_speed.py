@@ -15,6 +15,10 @@
 
     python benchmarks/maml_rl_speed.py            # ~3 minutes on an idle core
     python benchmarks/maml_rl_speed.py --quick    # 1 round
+    python benchmarks/maml_rl_speed.py --system-malloc   # glibc's default policy, as before the CLI set it
+
+Like the CLI, the script first lets the process keep freed tensor memory
+(:func:`metaloop.allocator.keep_freed_memory`); ``--system-malloc`` measures glibc's defaults.
 
 Peer figure (not re-run here: pytorch-maml-rl is not on PyPI and this machine cannot fetch it):
 tristandeleu/pytorch-maml-rl, 2D-nav config (20 tasks × 20 episodes, 2 sampler workers), measured
@@ -31,6 +35,7 @@ import torch
 from torch.distributions import kl_divergence
 from torch.utils.flop_counter import FlopCounterMode
 
+from metaloop.allocator import keep_freed_memory
 from metaloop.envs import Navigation2D, Navigation2DEnv
 from metaloop.functional import detach, expand_tasks, named_params
 from metaloop.meta.maml_rl import MAMLRL, _masked_task_mean
@@ -121,10 +126,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--system-malloc", action="store_true", help="leave glibc's mmap and trim thresholds alone")
     args = parser.parse_args()
+    kept = False if args.system_malloc else keep_freed_memory()
     torch.set_num_threads(args.threads)
     rounds = 1 if args.quick else 3
-    print(f"torch {torch.__version__}, {args.threads} thread(s)")
+    print(f"torch {torch.__version__}, {args.threads} thread(s), freed memory kept: {kept}")
     sampling(rounds)
     meta_step(rounds)
 

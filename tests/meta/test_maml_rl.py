@@ -1,10 +1,10 @@
 import pytest
 import torch
-from torch.distributions import kl_divergence
+from torch.distributions import Categorical, Independent, Normal, kl_divergence
 
 from metaloop.envs import BernoulliBandit, Navigation2D
 from metaloop.functional import detach
-from metaloop.meta.maml_rl import MAMLRL, MetaBatch, _head, _masked_task_mean
+from metaloop.meta.maml_rl import MAMLRL, MetaBatch, _masked_task_mean
 from metaloop.nn.policies import GaussianPolicy, policy_for
 from metaloop.rl.rollouts import Episodes
 
@@ -61,6 +61,14 @@ def test_factored_fisher_and_meta_gradient_equal_differentiating_through_the_ada
     fv = fvp(v)
     for k, h in zip(params, hv):
         assert torch.allclose(fv[k], h, atol=1e-10), k
+
+
+def _head(dist, n: int):
+    """The distribution over the first ``n`` episodes of each task (batch shape (tasks, E, T))."""
+    base = dist.base_dist if isinstance(dist, Independent) else dist
+    if isinstance(base, Normal):
+        return Independent(Normal(base.loc[:, :n], base.scale[:, :n]), 1)
+    return Categorical(logits=base.logits[:, :n])
 
 
 def _kl_hessian_vector_product(learner, batch, old, v, n, inner_episodes):

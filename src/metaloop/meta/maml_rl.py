@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Categorical, Independent, Normal, kl_divergence
+from torch.distributions import kl_divergence
 
 from metaloop.functional import Params, detach, expand_tasks, named_params, sgd_step
 from metaloop.learners.policy_gradient import policy_gradient_step, surrogate_loss
@@ -47,14 +47,6 @@ class MetaBatch:
     valid_adv: Tensor
     adapted: Params  # the (detached) adapted parameters that sampled ``valid``
     linearised: list | None = None  # the inner steps' gradient graphs [(θⱼ, ∇L(θⱼ))], kept from sampling
-
-
-def _head(dist, n: int):
-    """The distribution over the first ``n`` episodes of each task (batch shape (tasks, E, T))."""
-    base = dist.base_dist if isinstance(dist, Independent) else dist
-    if isinstance(base, Normal):
-        return Independent(Normal(base.loc[:, :n], base.scale[:, :n]), 1)
-    return Categorical(logits=base.logits[:, :n])
 
 
 def _masked_task_mean(x_t: Tensor, mask_t: Tensor) -> Tensor:
@@ -191,10 +183,11 @@ class MAMLRL(nn.Module):
     def trust_region_problem(self, batch: MetaBatch, old, old_logp: Tensor):
         """TRPO's ingredients at the current θ: (loss, ∇θ loss, v ↦ F v, evaluate).
 
-        F = Jᵀ M J with M the Fisher matrix of the adapted policies (the Hessian of the KL at θ')
-        and J = ∂θ'/∂θ. At θ_old this equals ∇²θ KL(π_θ'old ‖ π_θ'(θ)) exactly (∇θ' KL = 0 there),
-        the matrix pytorch-maml-rl builds by differentiating through the adaptation three times;
-        the factored form needs Hessian-vector products only (tests check the two agree).
+        F = Jᵀ M J with M the Fisher matrix of the adapted policies (the Hessian of the KL at θ',
+        as a Gauss-Newton product: ``policy.fisher_product``) and J = ∂θ'/∂θ. At θ_old this equals
+        ∇²θ KL(π_θ'old ‖ π_θ'(θ)) exactly (∇θ' KL = 0 there), the matrix pytorch-maml-rl builds by
+        differentiating through the adaptation three times; the factored form needs Hessian-vector
+        products only (tests check the two agree).
         ``fisher_fraction`` < 1 takes M on each task's first episodes (TRPO's subsampled Fisher,
         Schulman et al. 2015, App. C) with J exact; ``fisher_subsample_inner`` takes J on the same
         share of the inner episodes, ~4x cheaper at 0.2 but biased: E[ĴᵀMĴ] = JᵀMJ + the noise of Ĵ.
@@ -208,17 +201,13 @@ class MAMLRL(nn.Module):
         n = max(1, round(self.fisher_fraction * episodes))
         if n < episodes and self.fisher_subsample_inner:
             steps = self._subsampled(steps, batch, n)
-        valid = batch.valid.head(n)
-        old_n = _head(old, n)
-        kl = _masked_task_mean(kl_divergence(old_n, self.policy.distribution(adapted, valid.observations)),
-                               valid.mask)
-        kl_grads = torch.autograd.grad(kl, list(adapted.values()), create_graph=True)
+        valid, tasks = batch.valid.head(n), batch.tasks.shape[0]
+        weight = valid.mask / valid.mask.sum((1, 2), keepdim=True).clamp_min(1) / tasks  # the KL's task mean
+        fisher = self.policy.fisher_product(adapted, valid.observations, weight)
 
         def fisher_vector_product(v: Params) -> Params:
-            jv = self._jacobian_product(steps, expand_tasks(v, batch.tasks.shape[0]), transpose=False)
-            mjv = torch.autograd.grad(kl_grads, list(adapted.values()), grad_outputs=list(jv.values()),
-                                      retain_graph=True)
-            jtmjv = self._jacobian_product(steps, dict(zip(keys, mjv)), transpose=True)
+            jv = self._jacobian_product(steps, expand_tasks(v, tasks), transpose=False)
+            jtmjv = self._jacobian_product(steps, fisher(jv), transpose=True)
             return {k: g.sum(0) for k, g in jtmjv.items()}
 
         def evaluate() -> tuple[float, float]:
