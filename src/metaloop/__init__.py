@@ -12,6 +12,7 @@ The public API in one screen::
     predictions = maml.predict(adapted, query_x)
 """
 
+from metaloop.allocator import keep_freed_memory
 from metaloop.losses import cross_entropy, mse
 from metaloop.meta import FOMAML, IMAML, MAML, MetaLearner, MetaSGD, Reptile
 from metaloop.nn import MLP, Conv4
@@ -20,4 +21,4 @@ from metaloop.tasks import FewShotImages, Sinusoid, TaskBatch
 __version__ = "0.1.0"
 
 __all__ = ["MAML", "FOMAML", "MetaSGD", "Reptile", "IMAML", "MetaLearner", "MLP", "Conv4", "TaskBatch", "Sinusoid",
-           "FewShotImages", "mse", "cross_entropy", "__version__"]
+           "FewShotImages", "mse", "cross_entropy", "keep_freed_memory", "__version__"]
