@@ -85,6 +85,7 @@ class RLConfig:
     episodes: int = 20  # trajectories per task for each adaptation step and for the outer objective
     horizon: int = 0  # steps per episode; 0 = the task family's own (nav2d 100, locomotion 200)
     frame_skip: int = 0  # MuJoCo families: physics steps of 0.01 s per env step; 0 = Gymnasium v5's 5 (rllab: 1)
+    rllab_obs: bool = False  # half-cheetah: + the torso subtree's centre of mass (rllab's 20 values, not v5's 17)
     gamma: float = 0.99
     gae_lambda: float = 1.0  # 1.0 = Monte-Carlo returns minus the linear baseline (the paper's)
     estimator: str = "maml"  # inner-loss estimator: maml (the paper's surrogate) | dice (adds the sampling term)

@@ -75,6 +75,30 @@ def test_make_locomotion_frame_skip():
         make_locomotion("cheetah-dir", frame_skip=-1)
 
 
+def test_rllab_observation_appends_the_torso_subtree_centre_of_mass():
+    """rllab's half_cheetah_env_rand.py observes qpos[1:], qvel and com_subtree of the torso (20 values),
+    which after a step is MuJoCo's subtree_com of the state the step started from."""
+    import mujoco
+
+    env = HalfCheetahVel(frame_skip=1, rllab_obs=True)
+    assert env.observation_space.shape == (20,)
+    env.reset_task(np.array([1.3]))
+    env.reset(seed=0)
+    model, data = env.model, mujoco.MjData(env.model)
+    data.qpos[:], data.qvel[:] = env.data.qpos, env.data.qvel
+    action = np.random.default_rng(0).uniform(-1, 1, 6)
+    data.ctrl[:] = action
+    mujoco.mj_step(model, data)  # computes subtree_com at the pre-step state, then integrates
+    obs, *_ = env.step(action)
+    np.testing.assert_allclose(obs[:17], np.concatenate([data.qpos[1:], data.qvel]), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(obs[17:], data.subtree_com[model.body("torso").id], rtol=0, atol=1e-12)
+    assert obs[17] != 0.0 and obs[19] > 0.0  # x and height of the centre of mass
+    batched = make_locomotion("cheetah-dir", frame_skip=1, rllab_obs=True)
+    assert batched.observation_dim == 20
+    with pytest.raises(ValueError, match="half-cheetah"):
+        make_locomotion("ant-vel", rllab_obs=True)
+
+
 @pytest.mark.parametrize("cls, task", [(AntVel, 2.2), (AntDir, 1.0)])
 def test_ant_reward_by_hand(cls, task):
     env = cls()

@@ -10,13 +10,16 @@ FAMILIES = ("nav2d", "bandit", "tabular") + LOCOMOTION
 DEFAULT_HORIZON = {"nav2d": 100, "bandit": 10, "tabular": 10, **{name: 200 for name in LOCOMOTION}}
 
 
-def make(name: str, horizon: int = 0, frame_skip: int = 0) -> TaskEnv:
+def make(name: str, horizon: int = 0, frame_skip: int = 0, rllab_obs: bool = False) -> TaskEnv:
     """The task family ``name`` with episodes of ``horizon`` steps (0 = the family's default); MuJoCo
-    families advance ``frame_skip`` physics steps per env step (0 = the model's default)."""
+    families advance ``frame_skip`` physics steps per env step (0 = the model's default); the
+    half-cheetah families observe rllab's 20 values with ``rllab_obs``."""
     if name not in FAMILIES:
         raise ValueError(f"unknown task family {name!r}; known: {', '.join(FAMILIES)}")
     if frame_skip and name not in LOCOMOTION:
         raise ValueError(f"frame_skip applies to the MuJoCo families ({', '.join(LOCOMOTION)}), not {name!r}")
+    if rllab_obs and not name.startswith("cheetah"):
+        raise ValueError(f"rllab_obs applies to the half-cheetah families (cheetah-vel, cheetah-dir), not {name!r}")
     horizon = horizon or DEFAULT_HORIZON[name]
     if name == "nav2d":
         return Navigation2D(horizon=horizon)
@@ -26,7 +29,7 @@ def make(name: str, horizon: int = 0, frame_skip: int = 0) -> TaskEnv:
         return TabularMDP(horizon=horizon)
     from metaloop.envs.locomotion import make_locomotion  # MuJoCo loads only when asked for
 
-    return make_locomotion(name, horizon=horizon, frame_skip=frame_skip)
+    return make_locomotion(name, horizon=horizon, frame_skip=frame_skip, rllab_obs=rllab_obs)
 
 
 __all__ = ["TaskEnv", "Navigation2D", "Navigation2DEnv", "OracleEnv", "BernoulliBandit", "TabularMDP", "make",

@@ -34,6 +34,7 @@ import functools
 import warnings
 from collections.abc import Callable
 
+import gymnasium as gym
 import mujoco
 import numpy as np
 import torch
@@ -166,8 +167,9 @@ class _LocomotionTask:
     task_dim = 1
     default_task: tuple[float, ...]
 
-    def _setup_task(self, task, max_episode_steps: int | None, render_mode: str | None, frame_skip: int) -> None:
-        utils.EzPickle.__init__(self, task, max_episode_steps, render_mode, frame_skip)  # ours, not v5's
+    def _setup_task(self, task, max_episode_steps: int | None, render_mode: str | None, frame_skip: int,
+                    *extra) -> None:
+        utils.EzPickle.__init__(self, task, max_episode_steps, render_mode, frame_skip, *extra)  # ours, not v5's
         self.max_episode_steps = max_episode_steps
         self._dt = self.dt  # frame_skip × timestep; reading it from the MjModel each step costs ~4% of a cheetah step
         self._elapsed = 0
@@ -191,13 +193,23 @@ class _LocomotionTask:
 class _HalfCheetah(_LocomotionTask, HalfCheetahEnv):
     """Half-cheetah with a task reward: rₜ = task term(vₜ) − 0.5 · 0.1 · ‖aₜ‖²; never terminates.
 
-    Observation ``(17,)``: ``qpos[1:]`` (8), ``qvel`` (9). Action ``(6,)`` in [−1, 1].
+    Observation ``(17,)``: ``qpos[1:]`` (8), ``qvel`` (9); with ``rllab_obs`` also the torso subtree's
+    centre of mass (3), rllab's ``(20,)``. Action ``(6,)`` in [−1, 1].
     """
 
     def __init__(self, task=None, max_episode_steps: int | None = None, render_mode: str | None = None,
-                 frame_skip: int = 5):
+                 frame_skip: int = 5, rllab_obs: bool = False):
+        self._rllab_obs = rllab_obs
         super().__init__(render_mode=render_mode, frame_skip=frame_skip)
-        self._setup_task(task, max_episode_steps, render_mode, frame_skip)
+        self._setup_task(task, max_episode_steps, render_mode, frame_skip, rllab_obs)
+        if rllab_obs:  # rllab's observation: + the torso subtree's centre of mass (x, y, z)
+            self._torso = self.model.body("torso").id
+            self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.observation_space.shape[0] + 3,),
+                                                    np.float64)
+
+    def _get_obs(self) -> np.ndarray:
+        obs = super()._get_obs()
+        return np.concatenate([obs, self.data.subtree_com[self._torso]]) if self._rllab_obs else obs
 
     def step(self, action: np.ndarray):
         x_tm1 = self.data.qpos[0]
@@ -377,12 +389,17 @@ FAMILIES: dict[str, type] = {"cheetah-vel": HalfCheetahVel, "cheetah-dir": HalfC
                              "ant-vel": AntVel, "ant-dir": AntDir}
 
 
-def make_locomotion(name: str, horizon: int = 200, frame_skip: int = 0) -> GymTaskEnv:
+def make_locomotion(name: str, horizon: int = 200, frame_skip: int = 0, rllab_obs: bool = False) -> GymTaskEnv:
     """The batched locomotion family ``name`` (one of :data:`FAMILIES`) with episodes of ``horizon`` steps
-    of ``frame_skip`` physics steps each (0 = Gymnasium v5's 5; the paper's rllab models used 1)."""
+    of ``frame_skip`` physics steps each (0 = Gymnasium v5's 5; the paper's rllab models used 1).
+    ``rllab_obs`` (half-cheetah only) appends the torso subtree's centre of mass to the observation,
+    as rllab's ``half_cheetah_env_rand.py`` does (20 values instead of v5's 17)."""
     if name not in FAMILIES:
         raise ValueError(f"unknown locomotion task family {name!r}; known: {', '.join(FAMILIES)}")
     if frame_skip < 0:
         raise ValueError(f"frame_skip must be >= 0 (0 = the model's default), got {frame_skip}")
+    if rllab_obs and not name.startswith("cheetah"):
+        raise ValueError(f"rllab_obs is for the half-cheetah families, not {name!r}")
+    options = {**({"frame_skip": frame_skip} if frame_skip else {}), **({"rllab_obs": True} if rllab_obs else {})}
     family = FAMILIES[name]
-    return GymTaskEnv(functools.partial(family, frame_skip=frame_skip) if frame_skip else family, horizon=horizon)
+    return GymTaskEnv(functools.partial(family, **options) if options else family, horizon=horizon)
