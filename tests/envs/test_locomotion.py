@@ -48,21 +48,28 @@ def test_half_cheetah_reward_by_hand(cls, task):
     np.testing.assert_array_equal(obs, np.concatenate([env.data.qpos[1:], env.data.qvel]))
 
 
-def test_half_cheetah_frame_skip_one_is_rllabs_step():
-    """frame_skip=1 (the paper's rllab models): one env step is one mj_step of 0.01 s, done by hand here."""
+def _one_mj_step_beside(env):
+    """One env step of a random action under goal 1.3, and one ``mj_step`` of a copy of its state by
+    hand: (observation, reward, the copy's MjData, action, x before)."""
     import mujoco
 
-    env = HalfCheetahVel(frame_skip=1)
-    assert env.dt == pytest.approx(0.01)
     env.reset_task(np.array([1.3]))
     env.reset(seed=0)
-    model, data = env.model, mujoco.MjData(env.model)
+    data = mujoco.MjData(env.model)
     data.qpos[:], data.qvel[:] = env.data.qpos, env.data.qvel
     action = np.random.default_rng(0).uniform(-1, 1, 6)
     data.ctrl[:] = action
-    mujoco.mj_step(model, data)
+    mujoco.mj_step(env.model, data)
     x_tm1 = float(env.data.qpos[0])
     obs, reward, *_ = env.step(action)
+    return obs, reward, data, action, x_tm1
+
+
+def test_half_cheetah_frame_skip_one_is_rllabs_step():
+    """frame_skip=1 (the paper's rllab models): one env step is one mj_step of 0.01 s, done by hand here."""
+    env = HalfCheetahVel(frame_skip=1)
+    assert env.dt == pytest.approx(0.01)
+    obs, reward, data, action, x_tm1 = _one_mj_step_beside(env)
     np.testing.assert_allclose(obs, np.concatenate([data.qpos[1:], data.qvel]), rtol=0, atol=1e-12)
     v = (float(data.qpos[0]) - x_tm1) / 0.01
     assert reward == pytest.approx(-abs(v - 1.3) - 0.5 * 0.1 * np.sum(action**2), abs=1e-9)
@@ -78,20 +85,11 @@ def test_make_locomotion_frame_skip():
 def test_rllab_observation_appends_the_torso_subtree_centre_of_mass():
     """rllab's half_cheetah_env_rand.py observes qpos[1:], qvel and com_subtree of the torso (20 values),
     which after a step is MuJoCo's subtree_com of the state the step started from."""
-    import mujoco
-
     env = HalfCheetahVel(frame_skip=1, rllab_obs=True)
     assert env.observation_space.shape == (20,)
-    env.reset_task(np.array([1.3]))
-    env.reset(seed=0)
-    model, data = env.model, mujoco.MjData(env.model)
-    data.qpos[:], data.qvel[:] = env.data.qpos, env.data.qvel
-    action = np.random.default_rng(0).uniform(-1, 1, 6)
-    data.ctrl[:] = action
-    mujoco.mj_step(model, data)  # computes subtree_com at the pre-step state, then integrates
-    obs, *_ = env.step(action)
+    obs, _, data, _, _ = _one_mj_step_beside(env)  # mj_step computes subtree_com before it integrates
     np.testing.assert_allclose(obs[:17], np.concatenate([data.qpos[1:], data.qvel]), rtol=0, atol=1e-12)
-    np.testing.assert_allclose(obs[17:], data.subtree_com[model.body("torso").id], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(obs[17:], data.subtree_com[env.model.body("torso").id], rtol=0, atol=1e-12)
     assert obs[17] != 0.0 and obs[19] > 0.0  # x and height of the centre of mass
     batched = make_locomotion("cheetah-dir", frame_skip=1, rllab_obs=True)
     assert batched.observation_dim == 20
