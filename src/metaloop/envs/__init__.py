@@ -16,10 +16,9 @@ def make(name: str, horizon: int = 0, frame_skip: int = 0, rllab_obs: bool = Fal
     half-cheetah families observe rllab's 20 values with ``rllab_obs``."""
     if name not in FAMILIES:
         raise ValueError(f"unknown task family {name!r}; known: {', '.join(FAMILIES)}")
-    if frame_skip and name not in LOCOMOTION:
-        raise ValueError(f"frame_skip applies to the MuJoCo families ({', '.join(LOCOMOTION)}), not {name!r}")
-    if rllab_obs and not name.startswith("cheetah"):
-        raise ValueError(f"rllab_obs applies to the half-cheetah families (cheetah-vel, cheetah-dir), not {name!r}")
+    for option, value in (("frame_skip", frame_skip), ("rllab_obs", rllab_obs)):
+        if value and name not in LOCOMOTION:  # make_locomotion checks the rest
+            raise ValueError(f"{option} applies to the MuJoCo families ({', '.join(LOCOMOTION)}), not {name!r}")
     horizon = horizon or DEFAULT_HORIZON[name]
     if name == "nav2d":
         return Navigation2D(horizon=horizon)

@@ -400,6 +400,6 @@ def make_locomotion(name: str, horizon: int = 200, frame_skip: int = 0, rllab_ob
         raise ValueError(f"frame_skip must be >= 0 (0 = the model's default), got {frame_skip}")
     if rllab_obs and not name.startswith("cheetah"):
         raise ValueError(f"rllab_obs is for the half-cheetah families, not {name!r}")
-    options = {**({"frame_skip": frame_skip} if frame_skip else {}), **({"rllab_obs": True} if rllab_obs else {})}
+    options = {k: v for k, v in (("frame_skip", frame_skip), ("rllab_obs", rllab_obs)) if v}
     family = FAMILIES[name]
     return GymTaskEnv(functools.partial(family, **options) if options else family, horizon=horizon)
