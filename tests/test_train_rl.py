@@ -72,6 +72,10 @@ def test_bad_rl_config_is_one_clear_error(capsys):
     assert "rl.estimator must be" in capsys.readouterr().err
     assert main(["train", "maml-nav2d", "--set", "rl.frame_skip=2", "--run-dir", "/nonexistent/x"]) == 2
     assert "frame_skip applies to the MuJoCo families" in capsys.readouterr().err
+    assert main(["train", "maml-nav2d", "--set", "rl.velocity=com", "--run-dir", "/nonexistent/x"]) == 2
+    assert "velocity applies to the MuJoCo families" in capsys.readouterr().err
+    assert main(["train", "maml-nav2d", "--set", "rl.velocity=torso"]) == 2
+    assert "rl.velocity must be 'root' or 'com'" in capsys.readouterr().err
 
 
 def test_cli_train_and_eval_json(tmp_path, capsys):

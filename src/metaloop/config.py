@@ -86,6 +86,7 @@ class RLConfig:
     horizon: int = 0  # steps per episode; 0 = the task family's own (nav2d 100, locomotion 200)
     frame_skip: int = 0  # MuJoCo families: physics steps of 0.01 s per env step; 0 = Gymnasium v5's 5 (rllab: 1)
     rllab_obs: bool = False  # half-cheetah: + the torso subtree's centre of mass (rllab's 20 values, not v5's 17)
+    velocity: str = "root"  # MuJoCo families' vₜ: root (qpos[0] finite difference) | com (rllab's centre of mass)
     gamma: float = 0.99
     gae_lambda: float = 1.0  # 1.0 = Monte-Carlo returns minus the linear baseline (the paper's)
     estimator: str = "maml"  # inner-loss estimator: maml (the paper's surrogate) | dice (adds the sampling term)
@@ -332,6 +333,7 @@ class Config:
             (self.rl.outer in ("trpo", "ppo"), "rl.outer must be 'trpo' or 'ppo'"),
             (self.rl.episodes >= 2 and self.rl.horizon >= 0, "rl.episodes must be >= 2 and rl.horizon >= 0"),
             (self.rl.frame_skip >= 0, "rl.frame_skip must be >= 0 (0 = the MuJoCo model's default)"),
+            (self.rl.velocity in ("root", "com"), f"rl.velocity must be 'root' or 'com', got {self.rl.velocity!r}"),
             (0 < self.rl.gamma <= 1 and 0 <= self.rl.gae_lambda <= 1, "rl.gamma must be in (0, 1] and rl.gae_lambda in [0, 1]"),
             (self.rl.max_kl > 0 and 0 < self.rl.ls_ratio < 1, "rl.max_kl must be > 0 and rl.ls_ratio in (0, 1)"),
             (0 < self.rl.fisher_fraction <= 1, "rl.fisher_fraction must be in (0, 1]"),

@@ -31,7 +31,7 @@ from metaloop.train import Budget, checkpoint_path, create_run_dir, load_run, st
 
 def make_env(cfg: Config, oracle: bool | None = None):
     try:
-        env = envs.make(cfg.task.name, cfg.rl.horizon, cfg.rl.frame_skip, cfg.rl.rllab_obs)
+        env = envs.make(cfg.task.name, cfg.rl.horizon, cfg.rl.frame_skip, cfg.rl.rllab_obs, cfg.rl.velocity)
     except ImportError as exc:
         raise ConfigError(f"task {cfg.task.name!r} needs MuJoCo: {exc} (pip install 'gymnasium[mujoco]')") from None
     except ValueError as exc:

@@ -97,6 +97,51 @@ def test_rllab_observation_appends_the_torso_subtree_centre_of_mass():
         make_locomotion("ant-vel", rllab_obs=True)
 
 
+def _rllab_comvel(model, data) -> float:
+    """rllab's get_body_comvel("torso")[0] (mujoco_py/mjcore.py): after mj_forward, the mass-weighted mean
+    of every body's centre-of-mass velocity (mj_objectVelocity, world frame) over the torso's subtree."""
+    import mujoco
+
+    mujoco.mj_forward(model, data)
+    torso = model.body("torso").id
+    momentum = mass = 0.0
+    velocity = np.zeros(6)
+    for body in range(model.nbody):
+        ancestor = body
+        while ancestor not in (0, torso):
+            ancestor = model.body_parentid[ancestor]
+        if ancestor == torso:
+            mujoco.mj_objectVelocity(model, data, mujoco.mjtObj.mjOBJ_BODY, body, velocity, 0)
+            momentum += model.body_mass[body] * velocity[3]
+            mass += model.body_mass[body]
+    return momentum / mass
+
+
+def test_com_velocity_is_rllabs_centre_of_mass_velocity():
+    """velocity="com": the task term reads rllab's torso subtree centre-of-mass velocity after the step,
+    computed here as rllab did from a hand-stepped copy; the simulation itself is unchanged."""
+    env = HalfCheetahVel(frame_skip=1, velocity="com")
+    obs, reward, data, action, x_tm1 = _one_mj_step_beside(env)
+    v = _rllab_comvel(env.model, data)
+    assert abs(v - (float(data.qpos[0]) - x_tm1) / 0.01) > 1e-3  # not the root's finite difference
+    assert reward == pytest.approx(-abs(v - 1.3) - 0.5 * 0.1 * np.sum(action**2), abs=1e-9)
+    np.testing.assert_allclose(obs, np.concatenate([data.qpos[1:], data.qvel]), rtol=0, atol=1e-12)
+    for cls, task in ((AntVel, 2.2), (AntDir, -1.0)):
+        root, com = cls(), cls(velocity="com")
+        rewards = []
+        for env in (root, com):
+            env.reset_task(np.array([task]))
+            env.reset(seed=3)
+            for t in range(20):
+                *_, info = env.step(np.full(8, 0.3 * np.sin(t)))
+            rewards.append(info["x_velocity"])
+        np.testing.assert_array_equal(root.data.qpos, com.data.qpos)  # same trajectory
+        assert rewards[1] == pytest.approx(_rllab_comvel(com.model, com.data), abs=1e-12)
+        assert rewards[0] != rewards[1]
+    with pytest.raises(ValueError, match="velocity"):
+        make_locomotion("cheetah-vel", velocity="torso")
+
+
 @pytest.mark.parametrize("cls, task", [(AntVel, 2.2), (AntDir, 1.0)])
 def test_ant_reward_by_hand(cls, task):
     env = cls()

@@ -12,10 +12,12 @@ Rewards, task distributions and termination follow the paper's code (cbfinn/maml
 pytorch-maml-rl (``maml_rl/envs/mujoco/{half_cheetah,ant}.py``), whose formulas we copy term by term.
 The forward velocity is the finite difference vₜ = (xₜ − xₜ₋₁)/Δt of the root's x coordinate
 ``qpos[0]`` over one env step (Δt = 5 × 0.01 s = 0.05 s for both robots), as in pytorch-maml-rl and
-Gymnasium. The paper's own code ran rllab's models, whose half-cheetah steps the physics once per
+Gymnasium; ``velocity="com"`` reads, as the paper's rllab code (``get_body_comvel("torso")``), the x
+velocity of the torso subtree's centre of mass (the whole robot's) at the end of the step, which the
+legs' swing moves much less than the root (at rllab's 0.01 s step the root's difference is noisy). The paper's own code ran rllab's models, whose half-cheetah steps the physics once per
 env step (timestep 0.01 s, no ``frame_skip`` in its XML): a 200-step episode is 2 s of motion there
-and 10 s here; ``frame_skip=1`` (``--set rl.frame_skip=1``) gives rllab's step. rllab read the
-torso's centre-of-mass velocity instead, and pytorch-maml-rl's ant differences the torso body position, which after ``mj_step`` lags ``qpos`` by one physics sub-step;
+and 10 s here; ``frame_skip=1`` (``--set rl.frame_skip=1``) gives rllab's step, ``--set
+rl.velocity=com`` its velocity. pytorch-maml-rl's ant differences the torso body position, which after ``mj_step`` lags ``qpos`` by one physics sub-step;
 for the ant's free joint ``qpos[0]`` is that same torso position, one sub-step later.
 
 Observations are Gymnasium v5's: half-cheetah ``qpos[1:], qvel`` (17), ant ``qpos[2:], qvel`` and the
@@ -49,6 +51,7 @@ ANT_CONTACT_WEIGHT = 0.5 * 1e-3  # ant: 0.5 · 0.001 · ‖clip(cfrc_ext, −1, 
 ANT_SURVIVE_REWARD = 0.05
 ANT_VEL_BONUS = 1.0  # ant-vel only: "make it happy, not suicidal" (rllab's ant_env_rand.py)
 ANT_HEALTHY_Z = (0.2, 1.0)  # ant terminates when the torso height leaves this range
+VELOCITIES = ("root", "com")  # the task term's vₜ: root finite difference (pytorch-maml-rl) | rllab's centre of mass
 
 
 # ----------------------------------------------------------------------------- reward terms
@@ -57,6 +60,20 @@ ANT_HEALTHY_Z = (0.2, 1.0)  # ant terminates when the torso height leaves this r
 def forward_velocity(x_tm1: float, x_t: float, dt: float) -> float:
     """vₜ = (xₜ − xₜ₋₁) / Δt, the root's mean x velocity over one env step of Δt seconds."""
     return (x_t - x_tm1) / dt
+
+
+def com_velocity(model: mujoco.MjModel, data: mujoco.MjData, body: int) -> float:
+    """x velocity of the centre of mass of ``body``'s subtree in the current state (rllab's
+    ``get_body_comvel``: Σ mᵢ vᵢ / Σ mᵢ over the subtree, vᵢ each body's centre-of-mass velocity).
+
+    ``mj_step`` leaves the kinematics of the state it started from; the position and velocity stages
+    are rerun here (rllab called ``mj_forward``; these four stages give the same value for a seventh
+    of the cost and leave the simulation's trajectory unchanged)."""
+    mujoco.mj_kinematics(model, data)
+    mujoco.mj_comPos(model, data)
+    mujoco.mj_comVel(model, data)
+    mujoco.mj_subtreeVel(model, data)
+    return float(data.subtree_linvel[body, 0])
 
 
 def velocity_reward(v_t: float, goal_velocity: float) -> float:
@@ -168,12 +185,22 @@ class _LocomotionTask:
     default_task: tuple[float, ...]
 
     def _setup_task(self, task, max_episode_steps: int | None, render_mode: str | None, frame_skip: int,
-                    *extra) -> None:
-        utils.EzPickle.__init__(self, task, max_episode_steps, render_mode, frame_skip, *extra)  # ours, not v5's
+                    velocity: str, *extra) -> None:
+        if velocity not in VELOCITIES:
+            raise ValueError(f"velocity must be one of {VELOCITIES}, got {velocity!r}")
+        utils.EzPickle.__init__(self, task, max_episode_steps, render_mode, frame_skip, velocity, *extra)  # ours
+        self._velocity = velocity
+        self._torso = self.model.body("torso").id
         self.max_episode_steps = max_episode_steps
         self._dt = self.dt  # frame_skip × timestep; reading it from the MjModel each step costs ~4% of a cheetah step
         self._elapsed = 0
         self.reset_task(self.default_task if task is None else task)
+
+    def _forward_velocity(self, x_tm1: float) -> float:
+        """vₜ of the task term: the root's finite difference, or the centre-of-mass velocity (``velocity="com"``)."""
+        if self._velocity == "com":
+            return com_velocity(self.model, self.data, self._torso)
+        return forward_velocity(x_tm1, self.data.qpos[0], self._dt)
 
     def _initialize_simulation(self) -> tuple[mujoco.MjModel, mujoco.MjData]:
         model = _compiled_model(self.fullpath, self.width, self.height)
@@ -198,12 +225,11 @@ class _HalfCheetah(_LocomotionTask, HalfCheetahEnv):
     """
 
     def __init__(self, task=None, max_episode_steps: int | None = None, render_mode: str | None = None,
-                 frame_skip: int = 5, rllab_obs: bool = False):
+                 frame_skip: int = 5, velocity: str = "root", rllab_obs: bool = False):
         self._rllab_obs = rllab_obs
         super().__init__(render_mode=render_mode, frame_skip=frame_skip)
-        self._setup_task(task, max_episode_steps, render_mode, frame_skip, rllab_obs)
+        self._setup_task(task, max_episode_steps, render_mode, frame_skip, velocity, rllab_obs)
         if rllab_obs:  # rllab's observation: + the torso subtree's centre of mass (x, y, z)
-            self._torso = self.model.body("torso").id
             self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.observation_space.shape[0] + 3,),
                                                     np.float64)
 
@@ -214,7 +240,7 @@ class _HalfCheetah(_LocomotionTask, HalfCheetahEnv):
     def step(self, action: np.ndarray):
         x_tm1 = self.data.qpos[0]
         self.do_simulation(action, self.frame_skip)
-        v_t = forward_velocity(x_tm1, self.data.qpos[0], self._dt)
+        v_t = self._forward_velocity(x_tm1)
         r_task = self.task_reward(v_t)
         c_ctrl = control_cost(action, CHEETAH_CTRL_WEIGHT)
         if self.render_mode == "human":
@@ -234,16 +260,16 @@ class _Ant(_LocomotionTask, AntEnv):
     """
 
     def __init__(self, task=None, max_episode_steps: int | None = None, render_mode: str | None = None,
-                 frame_skip: int = 5):
+                 frame_skip: int = 5, velocity: str = "root"):
         super().__init__(render_mode=render_mode, frame_skip=frame_skip, healthy_z_range=ANT_HEALTHY_Z,
                          contact_force_range=(-1.0, 1.0))
         self._action_scale = 0.5 * (self.action_space.high - self.action_space.low).astype(np.float64)
-        self._setup_task(task, max_episode_steps, render_mode, frame_skip)
+        self._setup_task(task, max_episode_steps, render_mode, frame_skip, velocity)
 
     def step(self, action: np.ndarray):
         x_tm1 = self.data.qpos[0]
         self.do_simulation(action, self.frame_skip)
-        v_t = forward_velocity(x_tm1, self.data.qpos[0], self._dt)
+        v_t = self._forward_velocity(x_tm1)
         f_t = self.contact_forces  # (bodies, 6), clipped to [−1, 1]; row 0 is the world
         r_task = self.task_reward(v_t)
         c_ctrl = control_cost(action / self._action_scale, ANT_CTRL_WEIGHT)
@@ -389,17 +415,22 @@ FAMILIES: dict[str, type] = {"cheetah-vel": HalfCheetahVel, "cheetah-dir": HalfC
                              "ant-vel": AntVel, "ant-dir": AntDir}
 
 
-def make_locomotion(name: str, horizon: int = 200, frame_skip: int = 0, rllab_obs: bool = False) -> GymTaskEnv:
+def make_locomotion(name: str, horizon: int = 200, frame_skip: int = 0, rllab_obs: bool = False,
+                    velocity: str = "root") -> GymTaskEnv:
     """The batched locomotion family ``name`` (one of :data:`FAMILIES`) with episodes of ``horizon`` steps
     of ``frame_skip`` physics steps each (0 = Gymnasium v5's 5; the paper's rllab models used 1).
     ``rllab_obs`` (half-cheetah only) appends the torso subtree's centre of mass to the observation,
-    as rllab's ``half_cheetah_env_rand.py`` does (20 values instead of v5's 17)."""
+    as rllab's ``half_cheetah_env_rand.py`` does (20 values instead of v5's 17). ``velocity`` is the
+    task term's vₜ: ``"root"`` (finite difference of ``qpos[0]``) or ``"com"`` (rllab's centre of mass)."""
     if name not in FAMILIES:
         raise ValueError(f"unknown locomotion task family {name!r}; known: {', '.join(FAMILIES)}")
     if frame_skip < 0:
         raise ValueError(f"frame_skip must be >= 0 (0 = the model's default), got {frame_skip}")
     if rllab_obs and not name.startswith("cheetah"):
         raise ValueError(f"rllab_obs is for the half-cheetah families, not {name!r}")
-    options = {k: v for k, v in (("frame_skip", frame_skip), ("rllab_obs", rllab_obs)) if v}
+    if velocity not in VELOCITIES:
+        raise ValueError(f"velocity must be one of {VELOCITIES}, got {velocity!r}")
+    options = {k: v for k, v in (("frame_skip", frame_skip), ("rllab_obs", rllab_obs),
+                                 ("velocity", velocity if velocity != "root" else "")) if v}
     family = FAMILIES[name]
     return GymTaskEnv(functools.partial(family, **options) if options else family, horizon=horizon)
