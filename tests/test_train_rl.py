@@ -65,6 +65,21 @@ def test_interrupted_and_resumed_run_ends_with_the_same_policy(tmp_path, monkeyp
             assert (a["baselines"][name][k] == b["baselines"][name][k]).all()
 
 
+def test_resume_adds_baselines_to_a_run_trained_without_them(tmp_path, capsys):
+    path = tmp_path / "r"
+    sets = [f"--set={s}" for s in TINY if not s.startswith("baseline.pretrain_steps")]
+    assert main(["train", "fomaml-nav2d", "--quiet", "--run-dir", str(path), *sets,
+                 "--set", "baseline.pretrain_steps=0"]) == 0
+    assert not checkpoint.load(train.checkpoint_path(path))["baselines"]
+    assert main(["train", "--resume", str(path), "--quiet", "--set", "baseline.pretrain_steps=2"]) == 0
+    assert "baseline.pretrain_steps: 0 -> 2" in capsys.readouterr().out
+    assert set(checkpoint.load(train.checkpoint_path(path))["baselines"]) == {"pretrained", "oracle"}
+    rows = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]  # meta-training was not repeated
+    assert main(["train", "--resume", str(path), "--set", "baseline.pretrain_steps=5"]) == 2
+    assert "only on a run without baselines" in capsys.readouterr().err
+
+
 def test_bad_rl_config_is_one_clear_error(capsys):
     with pytest.raises(ConfigError, match="RL task families run with algo.name maml or fomaml"):
         tiny("maml-nav2d", "algo.name=reptile")

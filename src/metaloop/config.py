@@ -430,7 +430,9 @@ def apply_overrides(config: Config, overrides: list[str]) -> Config:
 # Keys that ``metaloop train --resume RUN --set key=value`` may change: how long a run goes on and
 # how often it logs, evaluates and saves, never what it learns from or how. (With
 # train.lr_schedule=linear the schedule follows a changed train.meta_steps from the resumed step on.)
-RESUMABLE_KEYS = ("train.meta_steps", "train.max_minutes", "train.threads", "train.log_every",
+# baseline.pretrain_steps may go from 0 to n once: a run trained without baselines gains them after
+# its meta-training, as if it had asked for them from the start.
+RESUMABLE_KEYS = ("train.meta_steps", "train.max_minutes", "train.threads", "train.log_every", "baseline.pretrain_steps",
                   "train.checkpoint_every", "train.eval_every", "dqn.total_steps", "dqn.log_every",
                   "dqn.checkpoint_every", "dqn.eval_every", "dqn.eval_episodes", "dqn.checkpoint_replay",
                   "mgrl.total_steps", "mgrl.log_every", "mgrl.checkpoint_every")
@@ -461,6 +463,9 @@ def extend_run(path: Path, overrides: list[str]) -> list[str]:
     config = Config.load(path)
     before = {k: _get(config, k) for k in keys}
     config = apply_overrides(config, overrides)
+    if "baseline.pretrain_steps" in keys and before["baseline.pretrain_steps"] not in (0, config.baseline.pretrain_steps):
+        raise ConfigError(f"--resume can set baseline.pretrain_steps only on a run without baselines; "
+                          f"this one has {before['baseline.pretrain_steps']}")
     changes = [f"{k}: {before[k]} -> {_get(config, k)}" for k in dict.fromkeys(keys) if before[k] != _get(config, k)]
     if changes:
         config.save(path)
