@@ -1,6 +1,7 @@
 """Env steps per second of the MuJoCo locomotion families: raw Gymnasium v5, our single env, the batched adapter.
 
     OMP_NUM_THREADS=1 python benchmarks/locomotion_speed.py [--tasks 8 --envs 5 --rounds 3] [--quick]
+        [--frame-skip 1] [--velocity com]
 
 ``raw`` steps Gymnasium's own ``HalfCheetahEnv`` / ``AntEnv`` (v5), ``single`` our ``HalfCheetahVel`` /
 ``AntVel`` (same physics, the paper's reward), ``adapter`` a :class:`GymTaskEnv` of ``tasks × envs``
@@ -9,11 +10,14 @@ out. Ant episodes that terminate are frozen by the adapter, so its rate counts o
 actually simulated. The last column extrapolates the adapter's cost per env step to one sampling pass of
 the MAML meta-batch (40 tasks × 20 episodes × 200 steps = 160 000 env steps; App. A.2 samples twice
 per meta-iteration: before and after adaptation). Each figure is the median over interleaved rounds.
+``--frame-skip`` and ``--velocity`` set both ours and raw v5's physics step and our reward's velocity
+(``com``: rllab's centre-of-mass velocity, which reruns MuJoCo's position and velocity stages).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import time
 import warnings
@@ -77,6 +81,8 @@ def main() -> None:
     parser.add_argument("--envs", type=int, default=5, help="episodes per task")
     parser.add_argument("--rounds", type=int, default=3, help="each figure is the median over rounds")
     parser.add_argument("--single-steps", type=int, default=4000, help="steps per round of the single-env loops")
+    parser.add_argument("--frame-skip", type=int, default=5, help="physics steps per env step (rllab: 1)")
+    parser.add_argument("--velocity", choices=("root", "com"), default="root", help="our reward's forward velocity")
     parser.add_argument("--quick", action="store_true", help="1 round, 2 tasks × 5 envs, 1000 single steps")
     args = parser.parse_args()
     if args.quick:
@@ -84,12 +90,15 @@ def main() -> None:
     warnings.filterwarnings("ignore", message="MuJoCo compiler")
     torch.set_num_threads(1)
 
-    print(f"torch {torch.__version__}, {args.tasks} tasks x {args.envs} envs x 200 steps, "
+    print(f"torch {torch.__version__}, frame skip {args.frame_skip}, velocity {args.velocity}, "
+          f"{args.tasks} tasks x {args.envs} envs x 200 steps, "
           f"median of {args.rounds} rounds; steps/s (us per env step)")
     print(f"{'robot':<13}{'raw v5':>18}{'single':>18}{'adapter':>18}{'first reset s':>15}"
           f"{'s per 40x20x200':>17}")
     for robot, (raw_cls, task_cls) in ROBOTS.items():
-        raw, single = quiet(raw_cls), task_cls()
+        raw = quiet(functools.partial(raw_cls, frame_skip=args.frame_skip))
+        task_cls = functools.partial(task_cls, frame_skip=args.frame_skip, velocity=args.velocity)
+        single = task_cls()
         start = time.perf_counter()
         adapter = GymTaskEnv(task_cls)
         adapter.reset(adapter.sample_tasks(args.tasks, torch.Generator()), args.envs, torch.Generator())

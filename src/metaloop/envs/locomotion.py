@@ -67,7 +67,7 @@ def com_velocity(model: mujoco.MjModel, data: mujoco.MjData, body: int) -> float
     ``get_body_comvel``: Σ mᵢ vᵢ / Σ mᵢ over the subtree, vᵢ each body's centre-of-mass velocity).
 
     ``mj_step`` leaves the kinematics of the state it started from; the position and velocity stages
-    are rerun here (rllab called ``mj_forward``; these four stages give the same value for a seventh
+    are rerun here (rllab called ``mj_forward``; these four stages give the same value for about a quarter
     of the cost and leave the simulation's trajectory unchanged)."""
     mujoco.mj_kinematics(model, data)
     mujoco.mj_comPos(model, data)
