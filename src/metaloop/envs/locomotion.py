@@ -14,11 +14,13 @@ The forward velocity is the finite difference vₜ = (xₜ − xₜ₋₁)/Δt o
 ``qpos[0]`` over one env step (Δt = 5 × 0.01 s = 0.05 s for both robots), as in pytorch-maml-rl and
 Gymnasium; ``velocity="com"`` reads, as the paper's rllab code (``get_body_comvel("torso")``), the x
 velocity of the torso subtree's centre of mass (the whole robot's) at the end of the step, which the
-legs' swing moves much less than the root (at rllab's 0.01 s step the root's difference is noisy). The paper's own code ran rllab's models, whose half-cheetah steps the physics once per
-env step (timestep 0.01 s, no ``frame_skip`` in its XML): a 200-step episode is 2 s of motion there
-and 10 s here; ``frame_skip=1`` (``--set rl.frame_skip=1``) gives rllab's step, ``--set
-rl.velocity=com`` its velocity. pytorch-maml-rl's ant differences the torso body position, which after ``mj_step`` lags ``qpos`` by one physics sub-step;
-for the ant's free joint ``qpos[0]`` is that same torso position, one sub-step later.
+legs' swing moves much less than the root (at rllab's 0.01 s step the root's difference is noisy).
+The paper's own code ran rllab's models, whose half-cheetah steps the physics once per env step
+(timestep 0.01 s, no ``frame_skip`` in its XML): a 200-step episode is 2 s of motion there and 10 s
+here; ``frame_skip=1`` (``--set rl.frame_skip=1``) gives rllab's step, ``--set rl.velocity=com`` its
+velocity. pytorch-maml-rl's ant differences the torso body position, which after ``mj_step`` lags
+``qpos`` by one physics sub-step; for the ant's free joint ``qpos[0]`` is that same torso position,
+one sub-step later.
 
 Observations are Gymnasium v5's: half-cheetah ``qpos[1:], qvel`` (17), ant ``qpos[2:], qvel`` and the
 clipped external contact forces of the 13 non-world bodies (105). The references append the torso's
@@ -428,9 +430,9 @@ def make_locomotion(name: str, horizon: int = 200, frame_skip: int = 0, rllab_ob
         raise ValueError(f"frame_skip must be >= 0 (0 = the model's default), got {frame_skip}")
     if rllab_obs and not name.startswith("cheetah"):
         raise ValueError(f"rllab_obs is for the half-cheetah families, not {name!r}")
-    if velocity not in VELOCITIES:
-        raise ValueError(f"velocity must be one of {VELOCITIES}, got {velocity!r}")
-    options = {k: v for k, v in (("frame_skip", frame_skip), ("rllab_obs", rllab_obs),
-                                 ("velocity", velocity if velocity != "root" else "")) if v}
-    family = FAMILIES[name]
-    return GymTaskEnv(functools.partial(family, **options) if options else family, horizon=horizon)
+    options = {"velocity": velocity}  # the family's constructor checks it
+    if frame_skip:
+        options["frame_skip"] = frame_skip
+    if rllab_obs:
+        options["rllab_obs"] = True
+    return GymTaskEnv(functools.partial(FAMILIES[name], **options), horizon=horizon)
