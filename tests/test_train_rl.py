@@ -91,6 +91,10 @@ def test_bad_rl_config_is_one_clear_error(capsys):
     assert "velocity applies to the MuJoCo families" in capsys.readouterr().err
     assert main(["train", "maml-nav2d", "--set", "rl.velocity=torso"]) == 2
     assert "rl.velocity must be 'root' or 'com'" in capsys.readouterr().err
+    assert main(["train", "maml-nav2d", "--set", "rl.reset_noise=rllab", "--run-dir", "/nonexistent/x"]) == 2
+    assert "reset_noise applies to the MuJoCo families" in capsys.readouterr().err
+    assert main(["train", "maml-nav2d", "--set", "rl.reset_noise=zero"]) == 2
+    assert "rl.reset_noise must be 'gymnasium' or 'rllab'" in capsys.readouterr().err
 
 
 def test_cli_train_and_eval_json(tmp_path, capsys):

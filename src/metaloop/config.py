@@ -46,7 +46,7 @@ class ModelConfig:
     activation: str = "relu"
     channels: int = 64  # omniglot conv4 filters
     downsample: str = "stride"  # omniglot conv4: stride (MAML's code for Omniglot) | maxpool
-    init_gain: float = 0.0  # omniglot conv4: 0 = PyTorch's default init; > 0 = Xavier-uniform with this gain
+    init_gain: float = 0.0  # conv4 and RL policies: 0 = PyTorch's default init; > 0 = Xavier-uniform with this gain
 
 
 @dataclass
@@ -87,6 +87,7 @@ class RLConfig:
     frame_skip: int = 0  # MuJoCo families: physics steps of 0.01 s per env step; 0 = Gymnasium v5's 5 (rllab: 1)
     rllab_obs: bool = False  # half-cheetah: + the torso subtree's centre of mass (rllab's 20 values, not v5's 17)
     velocity: str = "root"  # MuJoCo families' vₜ: root (qpos[0] finite difference) | com (rllab's centre of mass)
+    reset_noise: str = "gymnasium"  # MuJoCo start state: gymnasium (qpos + U[-0.1, 0.1]) | rllab (qpos + N(0, 0.01²))
     gamma: float = 0.99
     gae_lambda: float = 1.0  # 1.0 = Monte-Carlo returns minus the linear baseline (the paper's)
     estimator: str = "maml"  # inner-loss estimator: maml (the paper's surrogate) | dice (adds the sampling term)
@@ -334,6 +335,8 @@ class Config:
             (self.rl.episodes >= 2 and self.rl.horizon >= 0, "rl.episodes must be >= 2 and rl.horizon >= 0"),
             (self.rl.frame_skip >= 0, "rl.frame_skip must be >= 0 (0 = the MuJoCo model's default)"),
             (self.rl.velocity in ("root", "com"), f"rl.velocity must be 'root' or 'com', got {self.rl.velocity!r}"),
+            (self.rl.reset_noise in ("gymnasium", "rllab"),
+             f"rl.reset_noise must be 'gymnasium' or 'rllab', got {self.rl.reset_noise!r}"),
             (0 < self.rl.gamma <= 1 and 0 <= self.rl.gae_lambda <= 1, "rl.gamma must be in (0, 1] and rl.gae_lambda in [0, 1]"),
             (self.rl.max_kl > 0 and 0 < self.rl.ls_ratio < 1, "rl.max_kl must be > 0 and rl.ls_ratio in (0, 1)"),
             (0 < self.rl.fisher_fraction <= 1, "rl.fisher_fraction must be in (0, 1]"),

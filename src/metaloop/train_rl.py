@@ -31,7 +31,8 @@ from metaloop.train import Budget, checkpoint_path, create_run_dir, load_run, st
 
 def make_env(cfg: Config, oracle: bool | None = None):
     try:
-        env = envs.make(cfg.task.name, cfg.rl.horizon, cfg.rl.frame_skip, cfg.rl.rllab_obs, cfg.rl.velocity)
+        env = envs.make(cfg.task.name, cfg.rl.horizon, cfg.rl.frame_skip, cfg.rl.rllab_obs, cfg.rl.velocity,
+                        cfg.rl.reset_noise)
     except ImportError as exc:
         raise ConfigError(f"task {cfg.task.name!r} needs MuJoCo: {exc} (pip install 'gymnasium[mujoco]')") from None
     except ValueError as exc:
@@ -41,7 +42,7 @@ def make_env(cfg: Config, oracle: bool | None = None):
 
 def make_learner(cfg: Config, env, inner_steps: int | None = None, inner_lr: float | None = None) -> MAMLRL:
     r, a = cfg.rl, cfg.algo
-    policy = policy_for(env, cfg.model.hidden, cfg.model.activation, r.init_std)
+    policy = policy_for(env, cfg.model.hidden, cfg.model.activation, r.init_std, cfg.model.init_gain or None)
     return MAMLRL(policy, env, inner_lr=a.inner_lr if inner_lr is None else inner_lr,
                   inner_steps=a.inner_steps if inner_steps is None else inner_steps, episodes=r.episodes,
                   gamma=r.gamma, gae_lambda=r.gae_lambda, first_order=a.name == "fomaml", estimator=r.estimator,

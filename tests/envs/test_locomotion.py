@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -140,6 +142,32 @@ def test_com_velocity_is_rllabs_centre_of_mass_velocity():
         assert rewards[0] != rewards[1]
     with pytest.raises(ValueError, match="velocity"):
         make_locomotion("cheetah-vel", velocity="torso")
+
+
+@pytest.mark.parametrize("cls", [HalfCheetahVel, AntDir])
+def test_rllab_reset_noise_is_normal_with_rllabs_scales(cls):
+    """reset_noise="rllab": qpos = init + 0.01·N(0, 1), qvel = init + 0.1·N(0, 1) (rllab's reset_mujoco),
+    where Gymnasium draws qpos from init + U[−0.1, 0.1] (std 0.058); both reproducible by seed."""
+    starts = {}
+    for noise in ("gymnasium", "rllab"):
+        env = cls(reset_noise=noise)
+        qpos, qvel = [], []
+        for seed in range(300):
+            env.reset(seed=seed)
+            qpos.append(env.data.qpos - env.init_qpos)
+            qvel.append(env.data.qvel - env.init_qvel)
+        starts[noise] = np.stack(qpos), np.stack(qvel)
+        env.reset(seed=7)
+        again = env.data.qpos.copy()
+        env.reset(seed=7)
+        np.testing.assert_array_equal(env.data.qpos, again)
+    dq, dv = starts["rllab"]
+    assert dq.std() == pytest.approx(0.01, rel=0.08) and abs(dq.mean()) < 0.002
+    assert dv.std() == pytest.approx(0.1, rel=0.08)
+    assert starts["gymnasium"][0].std() == pytest.approx(0.2 / 12 ** 0.5, rel=0.08)
+    assert pickle.loads(pickle.dumps(cls(reset_noise="rllab")))._reset_noise == "rllab"
+    with pytest.raises(ValueError, match="reset_noise"):
+        make_locomotion("cheetah-vel", reset_noise="mujoco")
 
 
 @pytest.mark.parametrize("cls, task", [(AntVel, 2.2), (AntDir, 1.0)])

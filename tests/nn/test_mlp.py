@@ -38,3 +38,20 @@ def test_no_hidden_layer_is_linear():
 def test_unknown_activation_rejected():
     with pytest.raises(ValueError, match="activation"):
         ml.MLP(1, [4], 1, activation="gelu")
+
+
+def test_init_gain_gives_xavier_uniform_weights_and_zero_biases():
+    """The MAML code's policy initialisation: Xavier-uniform weights (bound gain·√(6 / (in + out))), zero
+    biases; ``None`` keeps PyTorch's (non-zero biases)."""
+    torch.manual_seed(0)
+    mlp = ml.nn.MLP(20, (100, 100), 6, init_gain=1.0)
+    for layer in mlp.layers:
+        fan_out, fan_in = layer.weight.shape
+        bound = (6 / (fan_in + fan_out)) ** 0.5
+        assert layer.weight.abs().max() <= bound and layer.weight.abs().max() > 0.9 * bound
+        assert layer.weight.std().item() == pytest.approx(bound / 3 ** 0.5, rel=0.1)
+        assert torch.count_nonzero(layer.bias) == 0
+    assert torch.count_nonzero(ml.nn.MLP(20, (100,), 6).layers[0].bias) > 0
+    policy = ml.nn.policy_for(type("Env", (), {"discrete": False, "observation_dim": 3, "action_dim": 2})(),
+                              (8,), init_gain=2.0)
+    assert torch.count_nonzero(policy.mean.layers[1].bias) == 0

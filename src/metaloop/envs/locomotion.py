@@ -54,6 +54,8 @@ ANT_SURVIVE_REWARD = 0.05
 ANT_VEL_BONUS = 1.0  # ant-vel only: "make it happy, not suicidal" (rllab's ant_env_rand.py)
 ANT_HEALTHY_Z = (0.2, 1.0)  # ant terminates when the torso height leaves this range
 VELOCITIES = ("root", "com")  # the task term's vₜ: root finite difference (pytorch-maml-rl) | rllab's centre of mass
+RESET_NOISES = ("gymnasium", "rllab")  # start state: Gymnasium v5's noise | rllab's (mujoco_env.py reset_mujoco)
+RLLAB_RESET_STD = (0.01, 0.1)  # rllab: qpos = init + 0.01·N(0, 1), qvel = init + 0.1·N(0, 1)
 
 
 # ----------------------------------------------------------------------------- reward terms
@@ -187,11 +189,14 @@ class _LocomotionTask:
     default_task: tuple[float, ...]
 
     def _setup_task(self, task, max_episode_steps: int | None, render_mode: str | None, frame_skip: int,
-                    velocity: str, *extra) -> None:
+                    velocity: str, reset_noise: str, **extra) -> None:
         if velocity not in VELOCITIES:
             raise ValueError(f"velocity must be one of {VELOCITIES}, got {velocity!r}")
-        utils.EzPickle.__init__(self, task, max_episode_steps, render_mode, frame_skip, velocity, *extra)  # ours
-        self._velocity = velocity
+        if reset_noise not in RESET_NOISES:
+            raise ValueError(f"reset_noise must be one of {RESET_NOISES}, got {reset_noise!r}")
+        utils.EzPickle.__init__(self, task, max_episode_steps, render_mode, frame_skip, velocity=velocity,
+                                reset_noise=reset_noise, **extra)  # ours
+        self._velocity, self._reset_noise = velocity, reset_noise
         self._torso = self.model.body("torso").id
         self.max_episode_steps = max_episode_steps
         self._dt = self.dt  # frame_skip × timestep; reading it from the MjModel each step costs ~4% of a cheetah step
@@ -210,9 +215,21 @@ class _LocomotionTask:
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         """Gymnasium's reset: qpos ~ init + U[−0.1, 0.1], qvel ~ init + 0.1·N(0, 1), as the Gym v2 envs
-        that pytorch-maml-rl subclasses (rllab added N(0, 0.01²) noise instead)."""
+        that pytorch-maml-rl subclasses; with ``reset_noise="rllab"`` the paper's code's
+        qpos ~ init + N(0, 0.01²) (see :meth:`reset_model`)."""
         self._elapsed = 0
         return super().reset(seed=seed, options=options)
+
+    def reset_model(self) -> np.ndarray:
+        """The start state: Gymnasium's, or rllab's qpos ~ init + 0.01·N(0, 1), qvel ~ init + 0.1·N(0, 1)
+        (rll/rllab ``mujoco_env.py`` ``reset_mujoco``; quaternions are left as perturbed, as there)."""
+        if self._reset_noise == "gymnasium":
+            return super().reset_model()
+        qpos_std, qvel_std = RLLAB_RESET_STD
+        qpos = self.init_qpos + qpos_std * self.np_random.standard_normal(self.model.nq)
+        qvel = self.init_qvel + qvel_std * self.np_random.standard_normal(self.model.nv)
+        self.set_state(qpos, qvel)
+        return self._get_obs()
 
     def _truncated(self) -> bool:
         self._elapsed += 1
@@ -227,10 +244,10 @@ class _HalfCheetah(_LocomotionTask, HalfCheetahEnv):
     """
 
     def __init__(self, task=None, max_episode_steps: int | None = None, render_mode: str | None = None,
-                 frame_skip: int = 5, velocity: str = "root", rllab_obs: bool = False):
+                 frame_skip: int = 5, velocity: str = "root", rllab_obs: bool = False, reset_noise: str = "gymnasium"):
         self._rllab_obs = rllab_obs
         super().__init__(render_mode=render_mode, frame_skip=frame_skip)
-        self._setup_task(task, max_episode_steps, render_mode, frame_skip, velocity, rllab_obs)
+        self._setup_task(task, max_episode_steps, render_mode, frame_skip, velocity, reset_noise, rllab_obs=rllab_obs)
         if rllab_obs:  # rllab's observation: + the torso subtree's centre of mass (x, y, z)
             self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.observation_space.shape[0] + 3,),
                                                     np.float64)
@@ -262,11 +279,11 @@ class _Ant(_LocomotionTask, AntEnv):
     """
 
     def __init__(self, task=None, max_episode_steps: int | None = None, render_mode: str | None = None,
-                 frame_skip: int = 5, velocity: str = "root"):
+                 frame_skip: int = 5, velocity: str = "root", reset_noise: str = "gymnasium"):
         super().__init__(render_mode=render_mode, frame_skip=frame_skip, healthy_z_range=ANT_HEALTHY_Z,
                          contact_force_range=(-1.0, 1.0))
         self._action_scale = 0.5 * (self.action_space.high - self.action_space.low).astype(np.float64)
-        self._setup_task(task, max_episode_steps, render_mode, frame_skip, velocity)
+        self._setup_task(task, max_episode_steps, render_mode, frame_skip, velocity, reset_noise)
 
     def step(self, action: np.ndarray):
         x_tm1 = self.data.qpos[0]
@@ -418,19 +435,20 @@ FAMILIES: dict[str, type] = {"cheetah-vel": HalfCheetahVel, "cheetah-dir": HalfC
 
 
 def make_locomotion(name: str, horizon: int = 200, frame_skip: int = 0, rllab_obs: bool = False,
-                    velocity: str = "root") -> GymTaskEnv:
+                    velocity: str = "root", reset_noise: str = "gymnasium") -> GymTaskEnv:
     """The batched locomotion family ``name`` (one of :data:`FAMILIES`) with episodes of ``horizon`` steps
     of ``frame_skip`` physics steps each (0 = Gymnasium v5's 5; the paper's rllab models used 1).
     ``rllab_obs`` (half-cheetah only) appends the torso subtree's centre of mass to the observation,
     as rllab's ``half_cheetah_env_rand.py`` does (20 values instead of v5's 17). ``velocity`` is the
-    task term's vₜ: ``"root"`` (finite difference of ``qpos[0]``) or ``"com"`` (rllab's centre of mass)."""
+    task term's vₜ: ``"root"`` (finite difference of ``qpos[0]``) or ``"com"`` (rllab's centre of mass);
+    ``reset_noise`` the start state's noise, Gymnasium's or rllab's."""
     if name not in FAMILIES:
         raise ValueError(f"unknown locomotion task family {name!r}; known: {', '.join(FAMILIES)}")
     if frame_skip < 0:
         raise ValueError(f"frame_skip must be >= 0 (0 = the model's default), got {frame_skip}")
     if rllab_obs and not name.startswith("cheetah"):
         raise ValueError(f"rllab_obs is for the half-cheetah families, not {name!r}")
-    options = {"velocity": velocity}  # the family's constructor checks it
+    options = {"velocity": velocity, "reset_noise": reset_noise}  # the family's constructor checks them
     if frame_skip:
         options["frame_skip"] = frame_skip
     if rllab_obs:

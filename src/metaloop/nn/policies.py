@@ -55,9 +55,10 @@ class GaussianPolicy(nn.Module):
     """π(a|s) = N(μ_θ(s), diag σ²), σ = exp(log_std) ≥ ``min_std``."""
 
     def __init__(self, obs_dim: int, action_dim: int, hidden: Sequence[int] = (100, 100),
-                 activation: str = "relu", init_std: float = 1.0, min_std: float = 1e-6):
+                 activation: str = "relu", init_std: float = 1.0, min_std: float = 1e-6,
+                 init_gain: float | None = None):
         super().__init__()
-        self.mean = MLP(obs_dim, hidden, action_dim, activation)
+        self.mean = MLP(obs_dim, hidden, action_dim, activation, init_gain)
         self.log_std = nn.Parameter(torch.full((action_dim,), math.log(init_std)))
         self.min_log_std = math.log(min_std)
 
@@ -94,9 +95,10 @@ class GaussianPolicy(nn.Module):
 class CategoricalPolicy(nn.Module):
     """π(a|s) = softmax(f_θ(s))."""
 
-    def __init__(self, obs_dim: int, actions: int, hidden: Sequence[int] = (100, 100), activation: str = "relu"):
+    def __init__(self, obs_dim: int, actions: int, hidden: Sequence[int] = (100, 100), activation: str = "relu",
+                 init_gain: float | None = None):
         super().__init__()
-        self.logits = MLP(obs_dim, hidden, actions, activation)
+        self.logits = MLP(obs_dim, hidden, actions, activation, init_gain)
 
     def distribution(self, params: dict[str, Tensor], obs: Tensor) -> Categorical:
         logits = self.logits.forward_tasks(_sub(params, "logits."), _flat(obs))
@@ -122,8 +124,9 @@ class CategoricalPolicy(nn.Module):
         return flat.view(probs.shape[:-1])
 
 
-def policy_for(env, hidden: Sequence[int], activation: str = "relu", init_std: float = 1.0) -> nn.Module:
-    """The policy that fits ``env``'s action space."""
+def policy_for(env, hidden: Sequence[int], activation: str = "relu", init_std: float = 1.0,
+               init_gain: float | None = None) -> nn.Module:
+    """The policy that fits ``env``'s action space (``init_gain``: see :class:`~metaloop.nn.mlp.MLP`)."""
     if env.discrete:
-        return CategoricalPolicy(env.observation_dim, env.action_dim, hidden, activation)
-    return GaussianPolicy(env.observation_dim, env.action_dim, hidden, activation, init_std)
+        return CategoricalPolicy(env.observation_dim, env.action_dim, hidden, activation, init_gain)
+    return GaussianPolicy(env.observation_dim, env.action_dim, hidden, activation, init_std, init_gain=init_gain)
