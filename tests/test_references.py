@@ -3,13 +3,14 @@ learners, and eval tables, eval.json and figures carry them."""
 
 import json
 
+import numpy as np
 import pytest
 
 from metaloop import dqn_run, mgrl_run
 from metaloop.evaluation import format_table
 from metaloop.plots import plot_metric_vs_steps
 from metaloop.presets import PRESETS, get_preset
-from metaloop.references import REFERENCES, paper_json, references
+from metaloop.references import REFERENCES, paper_json, paper_test_tasks, references
 
 LEARNERS = {"pretrained", "scratch", "oracle"}  # baselines a meta-learning run may carry
 
@@ -71,3 +72,20 @@ def test_dqn_and_actor_critic_lines_name_the_papers_return():
            "return_last": 1.0, "eval_returns": [1.0], "eval_return_mean": 1.0, "eval_return_std": 0.0,
            "gamma": 0.99, "lambda": 0.8, "algorithm": "a2c", **paper_json("a2c-minatar-asterix")}
     assert "paper: 18.7 (Young & Tian 2019, AC(λ)" in mgrl_run.format_table(a2c)
+
+
+def test_paper_test_tasks_are_the_test_scripts_draws():
+    # cbfinn/maml_rl test_maml_cheetah.py: np.random.seed(1); np.random.uniform(0.0, 2.0, size=(40,))
+    goals = paper_test_tasks("cheetah-vel", 40)
+    assert goals.shape == (40, 1)
+    assert goals[:3, 0] == pytest.approx([0.834044009, 1.440648987, 0.000228750], abs=1e-8)
+    assert paper_test_tasks("cheetah-vel", 3) == pytest.approx(goals[:3])  # fewer tasks: the same stream
+    directions = paper_test_tasks("cheetah-dir", 40)  # a goal below 1 runs backward
+    assert set(directions.ravel()) == {-1.0, 1.0}
+    assert ((directions < 0) == (goals < 1.0)).all() and (directions < 0).sum() == 22
+    ant_dir = paper_test_tasks("ant-dir", 40)  # test_maml_ant_direc.py: seed 2, U[0, 3], split at 1.5
+    assert (ant_dir < 0).sum() == (np.random.RandomState(2).uniform(0.0, 3.0, 40) < 1.5).sum()
+    nav = paper_test_tasks("nav2d", 40)  # test_maml_point.py: seed 1, U[-0.5, 0.5]², shape (40, 2)
+    assert nav.shape == (40, 2) and nav[0] == pytest.approx([-0.082978, 0.22032449], abs=1e-6)
+    with pytest.raises(ValueError, match="no test tasks for 'bandit'"):
+        paper_test_tasks("bandit", 4)

@@ -7,6 +7,7 @@ from metaloop.cli import main
 from metaloop.config import apply_overrides
 from metaloop.errors import ConfigError
 from metaloop.evaluation import evaluate, format_table
+from metaloop.evaluation_rl import evaluation_tasks
 from metaloop.presets import get_preset
 
 TINY = ["train.meta_steps=4", "train.meta_batch=3", "rl.episodes=3", "rl.horizon=12", "model.hidden=8,8",
@@ -113,6 +114,19 @@ def test_every_task_family_trains_and_evaluates(tmp_path, preset):
                                                "eval.tasks=2", "eval.episodes=2", "eval.max_steps=1"])
     result = evaluate(train.start(cfg, tmp_path / "run", progress=False))
     assert set(result["return_after_steps"]) == {"0", "1"} and "oracle" in result["baselines"]
+
+
+def test_eval_on_the_papers_test_tasks(tmp_path):
+    run_dir = train.start(tiny("maml-cheetah-vel", "train.meta_steps=1", "rl.horizon=5", "eval.max_steps=1",
+                               "eval.episodes=2", "baseline.pretrain_steps=0", "baseline.scratch=false"),
+                          tmp_path / "run", progress=False)
+    assert get_preset("maml-cheetah-vel").eval.paper_tasks and evaluate(run_dir)["paper_tasks"]
+    goals = evaluation_tasks(train.load_run(run_dir)[0])[:, 0].tolist()  # test_maml_cheetah.py's first four
+    assert goals == pytest.approx([0.834044, 1.440649, 0.000229, 0.604665], abs=1e-6)
+    drawn = evaluate(run_dir, overrides=["eval.paper_tasks=false"])
+    assert not drawn["paper_tasks"] and "the paper's 4 tasks" in format_table(evaluate(run_dir))
+    with pytest.raises(ConfigError, match="eval.paper_tasks: .* not 'bandit'"):
+        apply_overrides(get_preset("maml-bandit"), ["eval.paper_tasks=true"])
 
 
 def test_max_minutes_stops_meta_training_and_still_trains_the_baselines(tmp_path):

@@ -17,6 +17,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 import yaml
 
 from metaloop.errors import ConfigError
+from metaloop.references import PAPER_TEST_FAMILIES
 
 ALGORITHMS = ("maml", "fomaml", "metasgd", "reptile", "imaml", "dqn", "a2c", "mgrl")
 
@@ -125,6 +126,7 @@ class EvalConfig:
     later_lr_scale: float = 1.0  # RL: step size of test-time steps 2, 3, .. relative to the first one
     val_tasks: int = 100  # validation tasks scored every train.eval_every meta-steps (Omniglot: 'val' characters)
     inner_batch: int = 0  # Reptile: support examples per test-time inner step; 0 = all
+    paper_tasks: bool = False  # MAML-RL: the paper's own test goals (its test scripts' seeded draw), not eval.seed's
 
 
 @dataclass
@@ -345,6 +347,9 @@ class Config:
             (self.eval.val_tasks >= 2, "eval.val_tasks must be >= 2"),
             (self.eval.episodes >= 0 and self.eval.later_lr_scale > 0,
              "eval.episodes must be >= 0 and eval.later_lr_scale > 0"),
+            (not self.eval.paper_tasks or self.task.name in PAPER_TEST_FAMILIES,
+             f"eval.paper_tasks: the MAML paper's test scripts have test tasks for {', '.join(PAPER_TEST_FAMILIES)}, "
+             f"not {self.task.name!r}"),
             (self.task.name not in RL_TASKS or self.algo.name in ("maml", "fomaml"),
              "RL task families run with algo.name maml or fomaml"),
         ]
@@ -444,7 +449,7 @@ RESUMABLE_KEYS = ("train.meta_steps", "train.max_minutes", "train.threads", "tra
 # Keys that ``metaloop eval RUN --set key=value`` may change for that evaluation alone (config.yaml
 # is left as it is): what is measured and on how many tasks, steps or episodes, never the trained run.
 EVAL_KEYS = ("eval.tasks", "eval.query", "eval.max_steps", "eval.seed", "eval.episodes", "eval.later_lr_scale",
-             "eval.inner_batch",
+             "eval.inner_batch", "eval.paper_tasks",
              "dqn.eval_episodes", "dqn.eval_epsilon", "mgrl.eval_episodes", "mgrl.last_episodes",
              "dqn_meta.eval_budgets", "dqn_meta.eval_episodes")
 

@@ -7,7 +7,8 @@
 - scratch (the paper's "random"): the untrained initial policy, fine-tuned the same way.
 - oracle: a policy that sees the task parameter; it does not adapt (reported at 0 steps).
 
-Every learner meets the same test tasks (from ``eval.seed``, never the training stream); each
+Every learner meets the same test tasks (from ``eval.seed``, never the training stream, or with
+``eval.paper_tasks`` the paper's own: :func:`metaloop.references.paper_test_tasks`); each
 step samples ``eval.episodes`` fresh episodes per task from the current adapted policy; steps after
 the first use the step size × ``eval.later_lr_scale``. Error bars are standard errors over tasks.
 
@@ -25,6 +26,7 @@ import math
 import torch
 
 from metaloop.config import Config
+from metaloop.references import paper_test_tasks
 from metaloop.train_rl import make_env, make_learner
 
 
@@ -48,14 +50,17 @@ def learners_of(cfg: Config, state: dict) -> dict:
     return learners
 
 
-def test_tasks(cfg: Config) -> torch.Tensor:
+def evaluation_tasks(cfg: Config) -> torch.Tensor:
+    """``eval.tasks`` test tasks: the paper's own (``eval.paper_tasks``) or drawn from ``eval.seed``."""
+    if cfg.eval.paper_tasks:
+        return torch.as_tensor(paper_test_tasks(cfg.task.name, cfg.eval.tasks), dtype=torch.float32)
     return make_env(cfg).sample_tasks(cfg.eval.tasks, torch.Generator().manual_seed(cfg.eval.seed))
 
 
 def evaluate_rl(cfg: Config, state: dict) -> dict:
     """The eval.json of an RL run: ``return_after_steps`` / ``return_stderr`` {"0": .., ...} and
     the same under ``baselines.{pretrained,scratch,oracle}`` (oracle: step 0 only)."""
-    tasks = test_tasks(cfg)
+    tasks = evaluation_tasks(cfg)
     curves = {}
     for name, learner in learners_of(cfg, state).items():
         steps = 0 if name == "oracle" or cfg.rl.oracle else cfg.eval.max_steps
@@ -66,6 +71,6 @@ def evaluate_rl(cfg: Config, state: dict) -> dict:
         curves[name] = {"return_after_steps": {str(s): m for s, m in enumerate(mean.tolist())},
                         "return_stderr": {str(s): e for s, e in enumerate(err.tolist())}}
     return {"preset": cfg.preset, "algorithm": cfg.algo.name, "metric": "return", "meta_steps": state["step"],
-            "tasks": cfg.eval.tasks, "support": cfg.eval.episodes or cfg.rl.episodes,
+            "tasks": cfg.eval.tasks, "paper_tasks": cfg.eval.paper_tasks, "support": cfg.eval.episodes or cfg.rl.episodes,
             "query": cfg.eval.episodes or cfg.rl.episodes, "later_lr_scale": cfg.eval.later_lr_scale,
             **curves.pop(cfg.algo.name), "baselines": curves}

@@ -118,7 +118,8 @@ def plot_metric_vs_steps(result: dict, path: Path) -> Path:
     ax.set_xlabel("policy-gradient steps" if metric == "return" else "gradient steps on the K support examples")
     ax.set_ylabel({"mse": "query MSE (95% CI)", "accuracy": "query accuracy % (95% CI)",
                    "return": "mean return (95% CI)"}[metric])
-    ax.set_title(f"{result['preset']}: {result['tasks']} unseen tasks")
+    tasks = "of the paper's test tasks" if result.get("paper_tasks") else "unseen tasks"
+    ax.set_title(f"{result['preset']}: {result['tasks']} {tasks}")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.tight_layout()

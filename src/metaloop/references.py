@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class Reference:
@@ -61,6 +63,33 @@ _MAML_RL = {  # family: {learner: returns after 0, 1, 2, 3 steps (None where not
 _MINATAR_DQN = {"asterix": 17.0, "breakout": 10.1, "freeway": 50.2, "seaquest": 20.2, "spaceinvaders": 43.7}
 _MINATAR_AC = {"asterix": 18.7, "breakout": 17.6, "freeway": 47.5, "seaquest": 15.5, "spaceinvaders": 185.0}
 _NATURE_DQN = {"spaceinvaders": 1976.0, "breakout": 401.2}
+
+
+# The test tasks behind the MAML-RL numbers: each test script of cbfinn/maml_rl
+# (``maml_examples/test_maml_{point,cheetah,cheetah_direc,ant,ant_direc}.py``) seeds numpy's global
+# generator and draws 40 goals U[low, high]; the direction families read a goal below ``split`` as
+# backward (d = −1), at or above as forward (rllab's ``*_env_rand_direc.py``).
+_MAML_RL_TEST_GOALS = {  # family: (numpy seed, low, high, goal size, direction split or None)
+    "nav2d": (1, -0.5, 0.5, 2, None),
+    "cheetah-vel": (1, 0.0, 2.0, 1, None),
+    "cheetah-dir": (1, 0.0, 2.0, 1, 1.0),
+    "ant-vel": (1, 0.0, 3.0, 1, None),
+    "ant-dir": (2, 0.0, 3.0, 1, 1.5),
+}
+PAPER_TEST_FAMILIES = tuple(_MAML_RL_TEST_GOALS)
+
+
+def paper_test_tasks(family: str, n: int) -> np.ndarray:
+    """The first ``n`` test tasks ``(n, task size)`` of the paper's test script for ``family``: for
+    n = 40 exactly the script's (its draws are sequential, so fewer or more extend the same stream)."""
+    if family not in _MAML_RL_TEST_GOALS:
+        raise ValueError(f"the MAML paper has no test tasks for {family!r}; it has them for "
+                         f"{', '.join(PAPER_TEST_FAMILIES)}")
+    seed, low, high, size, split = _MAML_RL_TEST_GOALS[family]
+    goals = np.random.RandomState(seed).uniform(low, high, size=(n, size) if size > 1 else (n,))
+    if split is not None:
+        goals = np.where(goals < split, -1.0, 1.0)
+    return goals.reshape(n, size)
 
 
 def _curve(source: str, values, errors=None, steps=(0, 1, 2, 3)) -> Reference:

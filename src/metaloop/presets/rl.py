@@ -3,9 +3,10 @@
 Common: one vanilla policy-gradient inner step, 20 episodes per task for the inner step and for
 the outer objective, TRPO outer loop (max KL 0.01, 10 CG steps, damping 1e-5, 15 backtracking
 steps × 0.8), γ = 0.99, GAE λ = 1 on the per-task linear feature baseline, Gaussian ReLU MLP
-policy with learned state-independent std (init 1). Evaluation on 40 unseen test tasks after
-0..3 steps with 40 episodes per step and half-size steps after the first (the paper's test script,
-see :mod:`metaloop.evaluation_rl`); the pretrained and oracle baselines train by TRPO for as many
+policy with learned state-independent std (init 1). Evaluation on the 40 test tasks of the paper's
+test scripts (``eval.paper_tasks``; the bandit and tabular families draw theirs) after 0..3 steps
+with 40 episodes per step and half-size steps after the first (the paper's test script, see
+:mod:`metaloop.evaluation_rl`); the pretrained and oracle baselines train by TRPO for as many
 iterations as MAML, in the MAML run or on their own (``pretrained-<family>``, ``oracle-<family>``).
 
 - 2D navigation: 2 × 100 policy, meta-batch 20, horizon 100. Inner step size 0.1 (paper,
@@ -20,8 +21,9 @@ iterations as MAML, in the MAML run or on their own (``pretrained-<family>``, ``
   paper's §5.3 and its code; shared/anchors.md and pytorch-maml-rl say 2 × 64), meta-batch 40,
   horizon 200, inner step 0.1, and per family
   cheetah-vel 10 episodes, KL 0.01, 475 meta-steps; cheetah-dir 20 episodes, KL 0.02, 100;
-  ant-vel 20, 0.01, 375; ant-dir 40, 0.01, 575. Test: 20 episodes per step (batch 4000 of 200-step
-  paths). Deviation: both baselines fine-tune at 0.1; the paper tuned theirs per family
+  ant-vel 20, 0.01, 375; ant-dir 40, 0.01, 575. Test: the scripts' own 40 goals
+  (``eval.paper_tasks``), 20 episodes per step (batch 4000 of 200-step paths), later steps at half the
+  step size; ant-dir 40 episodes (batch 8000) and later steps at 0.01 of it. Deviation: both baselines fine-tune at 0.1; the paper tuned theirs per family
   (pretrained 0.02–0.2, random init 0.1–1.0).
 """
 
@@ -29,15 +31,19 @@ _COMMON = {"algo.inner_steps": 1, "rl.episodes": 20, "eval.tasks": 40, "eval.max
            "eval.later_lr_scale": 0.5,
            "train.log_every": 1, "train.checkpoint_every": 10, "baseline.scratch": True}
 
-_NAV = {**_COMMON, "task.name": "nav2d", "model.hidden": (100, 100), "algo.inner_lr": 0.1, "rl.fisher_fraction": 0.2,
+_NAV = {**_COMMON, "task.name": "nav2d", "eval.paper_tasks": True, "model.hidden": (100, 100), "algo.inner_lr": 0.1, "rl.fisher_fraction": 0.2,
         "rl.fisher_subsample_inner": True, "baseline.finetune_lr": 0.1, "train.meta_batch": 20, "train.meta_steps": 100,
         "baseline.pretrain_steps": 100}
 
 
+_LOCOMOTION_TEST = {"ant-dir": {"eval.episodes": 40, "eval.later_lr_scale": 0.01}}  # test_maml_ant_direc.py
+
+
 def _locomotion(task: str, episodes: int, max_kl: float, steps: int) -> dict:
     return {**_COMMON, "task.name": task, "model.hidden": (100, 100), "algo.inner_lr": 0.1, "rl.episodes": episodes,
-            "rl.max_kl": max_kl, "eval.episodes": 20, "baseline.finetune_lr": 0.1, "train.meta_batch": 40,
-            "train.meta_steps": steps, "baseline.pretrain_steps": steps}
+            "rl.max_kl": max_kl, "eval.episodes": 20, "eval.paper_tasks": True, "baseline.finetune_lr": 0.1,
+            "train.meta_batch": 40, "train.meta_steps": steps, "baseline.pretrain_steps": steps,
+            **_LOCOMOTION_TEST.get(task, {})}
 
 
 # Small discrete families for quick experiments (no paper numbers; our settings): 5-armed Bernoulli
