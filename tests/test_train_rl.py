@@ -124,7 +124,7 @@ def test_eval_on_the_papers_test_tasks(tmp_path):
     goals = evaluation_tasks(train.load_run(run_dir)[0])[:, 0].tolist()  # test_maml_cheetah.py's first four
     assert goals == pytest.approx([0.834044, 1.440649, 0.000229, 0.604665], abs=1e-6)
     drawn = evaluate(run_dir, overrides=["eval.paper_tasks=false"])
-    assert not drawn["paper_tasks"] and "the paper's 4 tasks" in format_table(evaluate(run_dir))
+    assert not drawn["paper_tasks"] and "return on paper's 4 tasks" in format_table(evaluate(run_dir))
     with pytest.raises(ConfigError, match="eval.paper_tasks: .* not 'bandit'"):
         apply_overrides(get_preset("maml-bandit"), ["eval.paper_tasks=true"])
 

@@ -133,7 +133,7 @@ def format_table(result: dict, steps=(0, 1, 5, 10)) -> str:
     title = {"mse": "MSE on {} unseen tasks", "accuracy": "accuracy % on {} test tasks",
              "return": "return on {} test tasks"}[metric].format(result["tasks"])
     if result.get("paper_tasks"):
-        title = f"return on the paper's {result['tasks']} tasks"
+        title = f"return on paper's {result['tasks']} tasks"
     head = f"{title:<28}" + "".join(f"{f'{s} steps':>18}" for s in steps)
     lines = [head, "-" * len(head)]
     digits = {"mse": 3, "accuracy": 2, "return": 1}[metric]
