@@ -129,6 +129,17 @@ def test_eval_on_the_papers_test_tasks(tmp_path):
         apply_overrides(get_preset("maml-bandit"), ["eval.paper_tasks=true"])
 
 
+def test_locomotion_presets_follow_the_papers_code_per_family():
+    for variant in ("maml", "fomaml", "pretrained", "oracle"):  # rllab's half-cheetah and the MAML code's init
+        rl, model = get_preset(f"{variant}-cheetah-vel").rl, get_preset(f"{variant}-cheetah-vel").model
+        assert (rl.frame_skip, rl.velocity, rl.reset_noise, model.init_gain) == (1, "com", "rllab", 1.0)
+    rl = get_preset("maml-cheetah-dir").rl  # Gymnasium's step did better there (docs/results/maml_rl.md)
+    assert (rl.frame_skip, rl.velocity, rl.reset_noise) == (0, "root", "gymnasium")
+    ant_dir = get_preset("maml-ant-dir").eval  # test_maml_ant_direc.py: batch 8000, later steps at 0.01
+    assert (ant_dir.episodes, ant_dir.later_lr_scale) == (40, 0.01)
+    assert get_preset("maml-ant-vel").eval.later_lr_scale == 0.5
+
+
 def test_max_minutes_stops_meta_training_and_still_trains_the_baselines(tmp_path):
     run_dir = train.start(tiny("maml-nav2d", "train.max_minutes=1e-9"), tmp_path / "run", progress=False)
     state = checkpoint.load(train.checkpoint_path(run_dir))

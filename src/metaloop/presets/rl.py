@@ -22,28 +22,36 @@ iterations as MAML, in the MAML run or on their own (``pretrained-<family>``, ``
   horizon 200, inner step 0.1, and per family
   cheetah-vel 10 episodes, KL 0.01, 475 meta-steps; cheetah-dir 20 episodes, KL 0.02, 100;
   ant-vel 20, 0.01, 375; ant-dir 40, 0.01, 575. Test: the scripts' own 40 goals
-  (``eval.paper_tasks``), 20 episodes per step (batch 4000 of 200-step paths), later steps at half the
-  step size; ant-dir 40 episodes (batch 8000) and later steps at 0.01 of it. Deviation: both baselines fine-tune at 0.1; the paper tuned theirs per family
-  (pretrained 0.02–0.2, random init 0.1–1.0).
+  (``eval.paper_tasks``), 20 episodes per step (batch 4000 of 200-step paths), later steps at half
+  the step size; ant-dir 40 episodes (batch 8000) and later steps at 0.01 of it. Deviation: both
+  baselines fine-tune at 0.1; the paper tuned theirs per family (pretrained 0.02–0.2, random init
+  0.1–1.0).
+- Environment: cheetah-vel runs the paper's rllab half-cheetah as :mod:`metaloop.envs.locomotion`
+  models it (one 0.01-s physics step per action, the centre-of-mass velocity, rllab's start state)
+  with the MAML code's Xavier-initialised policy; with these it gives the paper's curve
+  (docs/results/maml_rl.md, session 21). The other families keep Gymnasium v5's step, root velocity
+  and start state: for cheetah-dir rllab's step and velocity did worse (131.9 against 197.9 after
+  one step), and rllab's ant model (0.02-s step) is not reproduced by ``rl.frame_skip``.
 """
 
 _COMMON = {"algo.inner_steps": 1, "rl.episodes": 20, "eval.tasks": 40, "eval.max_steps": 3, "eval.episodes": 40,
            "eval.later_lr_scale": 0.5,
            "train.log_every": 1, "train.checkpoint_every": 10, "baseline.scratch": True}
 
-_NAV = {**_COMMON, "task.name": "nav2d", "eval.paper_tasks": True, "model.hidden": (100, 100), "algo.inner_lr": 0.1, "rl.fisher_fraction": 0.2,
-        "rl.fisher_subsample_inner": True, "baseline.finetune_lr": 0.1, "train.meta_batch": 20, "train.meta_steps": 100,
-        "baseline.pretrain_steps": 100}
+_NAV = {**_COMMON, "task.name": "nav2d", "eval.paper_tasks": True, "model.hidden": (100, 100), "algo.inner_lr": 0.1,
+        "rl.fisher_fraction": 0.2, "rl.fisher_subsample_inner": True, "baseline.finetune_lr": 0.1,
+        "train.meta_batch": 20, "train.meta_steps": 100, "baseline.pretrain_steps": 100}
 
-
-_LOCOMOTION_TEST = {"ant-dir": {"eval.episodes": 40, "eval.later_lr_scale": 0.01}}  # test_maml_ant_direc.py
+_RLLAB_CHEETAH = {"rl.frame_skip": 1, "rl.velocity": "com", "rl.reset_noise": "rllab", "model.init_gain": 1.0}
+_FAMILY = {"cheetah-vel": _RLLAB_CHEETAH,  # per family: environment and test settings beyond the common ones
+           "ant-dir": {"eval.episodes": 40, "eval.later_lr_scale": 0.01}}  # test_maml_ant_direc.py
 
 
 def _locomotion(task: str, episodes: int, max_kl: float, steps: int) -> dict:
     return {**_COMMON, "task.name": task, "model.hidden": (100, 100), "algo.inner_lr": 0.1, "rl.episodes": episodes,
             "rl.max_kl": max_kl, "eval.episodes": 20, "eval.paper_tasks": True, "baseline.finetune_lr": 0.1,
             "train.meta_batch": 40, "train.meta_steps": steps, "baseline.pretrain_steps": steps,
-            **_LOCOMOTION_TEST.get(task, {})}
+            **_FAMILY.get(task, {})}
 
 
 # Small discrete families for quick experiments (no paper numbers; our settings): 5-armed Bernoulli
