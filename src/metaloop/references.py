@@ -86,10 +86,8 @@ def paper_test_tasks(family: str, n: int) -> np.ndarray:
         raise ValueError(f"the MAML paper has no test tasks for {family!r}; it has them for "
                          f"{', '.join(PAPER_TEST_FAMILIES)}")
     seed, low, high, size, split = _MAML_RL_TEST_GOALS[family]
-    goals = np.random.RandomState(seed).uniform(low, high, size=(n, size) if size > 1 else (n,))
-    if split is not None:
-        goals = np.where(goals < split, -1.0, 1.0)
-    return goals.reshape(n, size)
+    goals = np.random.RandomState(seed).uniform(low, high, size=(n, size))  # row-major: the scripts' order
+    return goals if split is None else np.where(goals < split, -1.0, 1.0)
 
 
 def _curve(source: str, values, errors=None, steps=(0, 1, 2, 3)) -> Reference:

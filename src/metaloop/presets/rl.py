@@ -28,8 +28,8 @@ iterations as MAML, in the MAML run or on their own (``pretrained-<family>``, ``
   0.1–1.0).
 - Environment: cheetah-vel runs the paper's rllab half-cheetah as :mod:`metaloop.envs.locomotion`
   models it (one 0.01-s physics step per action, the centre-of-mass velocity, rllab's start state)
-  with the MAML code's Xavier-initialised policy; with these it gives the paper's curve
-  (docs/results/maml_rl.md, session 21). The other families keep Gymnasium v5's step, root velocity
+  with the MAML code's Xavier-initialised policy; with these one run came within 2 of the paper's
+  curve at every step (docs/results/maml_rl.md, session 21). The other families keep Gymnasium v5's step, root velocity
   and start state: for cheetah-dir rllab's step and velocity did worse (131.9 against 197.9 after
   one step), and rllab's ant model (0.02-s step) is not reproduced by ``rl.frame_skip``.
 """
