@@ -4,12 +4,15 @@
         [--frame-skip 1] [--velocity com]
 
 ``raw`` steps Gymnasium's own ``HalfCheetahEnv`` / ``AntEnv`` (v5), ``single`` our ``HalfCheetahVel`` /
-``AntVel`` (same physics, the paper's reward), ``adapter`` a :class:`GymTaskEnv` of ``tasks × envs``
-episodes for one full horizon (200 steps) of uniform random actions in [−1, 1], torch tensors in and
-out. Ant episodes that terminate are frozen by the adapter, so its rate counts only the env steps
-actually simulated. The last column extrapolates the adapter's cost per env step to one sampling pass of
-the MAML meta-batch (40 tasks × 20 episodes × 200 steps = 160 000 env steps; App. A.2 samples twice
-per meta-iteration: before and after adaptation). Each figure is the median over interleaved rounds.
+``AntVel`` (same physics, the paper's reward), ``loop`` a :class:`GymTaskEnv` of ``tasks × envs``
+episodes stepping each instance from Python (``batched=False``; the ant's only path), ``rollout 1`` /
+``rollout 2`` the same adapter stepping all half-cheetahs at once through MuJoCo's ``rollout`` on 1
+and 2 threads (the default path), each for one full horizon (200 steps) of uniform random actions
+in [−1, 1], torch tensors in and out. Ant episodes that terminate are frozen by the adapter, so its
+rate counts only the env steps actually simulated. The last columns: the speed-up of 2-thread rollout
+over the loop, and the default path's cost per env step extrapolated to one sampling pass of the MAML
+meta-batch (40 tasks × 20 episodes × 200 steps = 160 000 env steps; App. A.2 samples twice per
+meta-iteration: before and after adaptation). Each figure is the median over interleaved rounds.
 ``--frame-skip`` and ``--velocity`` set both ours and raw v5's physics step and our reward's velocity
 (``com``: rllab's centre-of-mass velocity, which reruns MuJoCo's position and velocity stages).
 """
@@ -93,24 +96,30 @@ def main() -> None:
     print(f"torch {torch.__version__}, frame skip {args.frame_skip}, velocity {args.velocity}, "
           f"{args.tasks} tasks x {args.envs} envs x 200 steps, "
           f"median of {args.rounds} rounds; steps/s (us per env step)")
-    print(f"{'robot':<13}{'raw v5':>18}{'single':>18}{'adapter':>18}{'first reset s':>15}"
+    columns = ("raw v5", "single", "loop", "rollout 1", "rollout 2")
+    print(f"{'robot':<13}" + "".join(f"{c:>18}" for c in columns) + f"{'first reset s':>15}{'rollout 2 / loop':>18}"
           f"{'s per 40x20x200':>17}")
     for robot, (raw_cls, task_cls) in ROBOTS.items():
         raw = quiet(functools.partial(raw_cls, frame_skip=args.frame_skip))
         task_cls = functools.partial(task_cls, frame_skip=args.frame_skip, velocity=args.velocity)
         single = task_cls()
         start = time.perf_counter()
-        adapter = GymTaskEnv(task_cls)
-        adapter.reset(adapter.sample_tasks(args.tasks, torch.Generator()), args.envs, torch.Generator())
+        adapters = {"loop": GymTaskEnv(task_cls, batched=False)}
+        adapters["loop"].reset(adapters["loop"].sample_tasks(args.tasks, torch.Generator()), args.envs, torch.Generator())
         first_reset = time.perf_counter() - start  # includes making the tasks × envs instances
-        rates: dict[str, list[float]] = {"raw": [], "single": [], "adapter": []}
+        if robot == "half-cheetah":
+            adapters.update({f"rollout {n}": GymTaskEnv(task_cls, threads=n) for n in (1, 2)})
+        rates: dict[str, list[float]] = {"raw v5": [], "single": [], **{k: [] for k in adapters}}
         for r in range(args.rounds):
-            rates["raw"].append(single_rate(raw, args.single_steps))
+            rates["raw v5"].append(single_rate(raw, args.single_steps))
             rates["single"].append(single_rate(single, args.single_steps))
-            rates["adapter"].append(adapter_rate(adapter, args.tasks, args.envs, seed=r)[0])
+            for name, adapter in adapters.items():
+                rates[name].append(adapter_rate(adapter, args.tasks, args.envs, seed=r)[0])
         medians = {k: statistics.median(v) for k, v in rates.items()}
-        cells = "".join(f"{f'{m:,.0f} ({1e6 / m:.0f})':>18}" for m in medians.values())
-        print(f"{robot:<13}{cells}{first_reset:>15.2f}{META_BATCH_STEPS / medians['adapter']:>17.1f}")
+        cells = "".join(f"{f'{medians[c]:,.0f} ({1e6 / medians[c]:.0f})' if c in medians else '-':>18}" for c in columns)
+        best = medians.get("rollout 2", medians["loop"])
+        speedup = f"{best / medians['loop']:.2f}x"
+        print(f"{robot:<13}{cells}{first_reset:>15.2f}{speedup:>18}{META_BATCH_STEPS / best:>17.1f}")
 
 
 if __name__ == "__main__":

@@ -86,12 +86,17 @@ def test_make_locomotion_frame_skip():
 
 def test_rllab_observation_appends_the_torso_subtree_centre_of_mass():
     """rllab's half_cheetah_env_rand.py observes qpos[1:], qvel and com_subtree of the torso (20 values),
-    which after a step is MuJoCo's subtree_com of the state the step started from."""
+    of the state after the step (its forward_dynamics calls model.forward() after stepping)."""
+    import mujoco
+
     env = HalfCheetahVel(frame_skip=1, rllab_obs=True)
     assert env.observation_space.shape == (20,)
-    obs, _, data, _, _ = _one_mj_step_beside(env)  # mj_step computes subtree_com before it integrates
+    obs, _, data, _, _ = _one_mj_step_beside(env)
     np.testing.assert_allclose(obs[:17], np.concatenate([data.qpos[1:], data.qvel]), rtol=0, atol=1e-12)
+    stale = data.subtree_com[env.model.body("torso").id].copy()  # mj_step leaves the start state's
+    mujoco.mj_forward(env.model, data)
     np.testing.assert_allclose(obs[17:], data.subtree_com[env.model.body("torso").id], rtol=0, atol=1e-12)
+    assert np.abs(obs[17:] - stale).max() > 1e-6
     assert obs[17] != 0.0 and obs[19] > 0.0  # x and height of the centre of mass
     batched = make_locomotion("cheetah-dir", frame_skip=1, rllab_obs=True)
     assert batched.observation_dim == 20
@@ -309,6 +314,31 @@ def test_adapter_horizon_and_frozen_terminated_episodes():
     env.reset(torch.tensor([[1.0]]), 1, g)  # a smaller meta-batch reuses the instances
     assert len(env._pool) == 2 and env._envs[0] is fallen
     assert not env.step(torch.zeros(1, 1, 8))[2].any()
+
+
+@pytest.mark.parametrize("name, frame_skip, velocity, rllab_obs", [
+    ("cheetah-vel", 1, "com", False), ("cheetah-dir", 0, "root", False), ("cheetah-vel", 2, "root", True)])
+def test_rollout_stepping_equals_stepping_each_instance(name, frame_skip, velocity, rllab_obs):
+    """Half-cheetahs step all at once through mujoco.rollout: the observations and rewards of stepping
+    each instance (the ant's path). Only each call's cold solver warm start differs (~1e-11 per step),
+    which this chaotic system amplifies over long episodes, so 30 steps are compared."""
+    fast = make_locomotion(name, frame_skip=frame_skip, velocity=velocity, rllab_obs=rllab_obs, reset_noise="rllab")
+    slow = GymTaskEnv(fast._factory, batched=False)
+    assert fast._batched and not slow._batched
+    tasks = fast.sample_tasks(3, torch.Generator().manual_seed(1))
+    ours = _rollout(fast, tasks, seed=4, steps=30)
+    for x, y in zip(ours, _rollout(slow, tasks, seed=4, steps=30)):
+        torch.testing.assert_close(x, y, rtol=0, atol=1e-5)
+    assert (ours[-3] - ours[0]).abs().max() > 0.1 and ours[-2].std() > 0.01  # it moved; rewards vary
+
+
+def test_rollout_stepping_is_the_same_on_any_number_of_threads():
+    tasks = torch.tensor([[0.5], [1.5]])
+    runs = [_rollout(GymTaskEnv(make_locomotion("cheetah-vel")._factory, threads=threads), tasks, seed=2, steps=40)
+            for threads in (1, 2, 3)]
+    for other in runs[1:]:
+        for x, y in zip(runs[0], other):
+            torch.testing.assert_close(x, y, rtol=0, atol=0)
 
 
 def test_make_locomotion_names():

@@ -34,6 +34,7 @@ behind the :class:`~metaloop.envs.base.TaskEnv` interface for ``horizon`` = 200 
 
 from __future__ import annotations
 
+import copy
 import functools
 import warnings
 from collections.abc import Callable
@@ -41,6 +42,7 @@ from collections.abc import Callable
 import gymnasium as gym
 import mujoco
 import numpy as np
+from mujoco import rollout
 import torch
 from gymnasium import utils
 from gymnasium.envs.mujoco.ant_v5 import AntEnv
@@ -80,13 +82,15 @@ def com_velocity(model: mujoco.MjModel, data: mujoco.MjData, body: int) -> float
     return float(data.subtree_linvel[body, 0])
 
 
-def velocity_reward(v_t: float, goal_velocity: float) -> float:
-    """Goal-velocity term of cheetah-vel / ant-vel: −|vₜ − g| (Finn et al., 2017, §5.3)."""
-    return -abs(v_t - goal_velocity)
+def velocity_reward(v_t, goal_velocity):
+    """Goal-velocity term of cheetah-vel / ant-vel: −|vₜ − g| (Finn et al., 2017, §5.3); floats or
+    arrays (elementwise)."""
+    return -np.abs(v_t - goal_velocity)
 
 
-def direction_reward(v_t: float, direction: float) -> float:
-    """Goal-direction term of cheetah-dir / ant-dir: d · vₜ with d ∈ {−1, +1} (Finn et al., 2017, §5.3)."""
+def direction_reward(v_t, direction):
+    """Goal-direction term of cheetah-dir / ant-dir: d · vₜ with d ∈ {−1, +1} (Finn et al., 2017, §5.3);
+    floats or arrays (elementwise)."""
     return direction * v_t
 
 
@@ -122,8 +126,13 @@ class _GoalVelocity:
         """Set the goal velocity; ``task``: ``(1,)``. The episode in progress continues under it."""
         self.goal_velocity = float(_one_value(task))
 
+    @classmethod
+    def task_terms(cls, v_t: np.ndarray, tasks: np.ndarray) -> np.ndarray:
+        """The task term of many steps at once: velocities and goals of the same shape."""
+        return velocity_reward(v_t, tasks) + cls.bonus
+
     def task_reward(self, v_t: float) -> float:
-        return velocity_reward(v_t, self.goal_velocity) + self.bonus
+        return float(self.task_terms(v_t, self.goal_velocity))
 
 
 class _GoalDirection:
@@ -145,8 +154,13 @@ class _GoalDirection:
             raise ValueError(f"a direction task is -1 or +1, got {direction}")
         self.direction = direction
 
+    @classmethod
+    def task_terms(cls, v_t: np.ndarray, tasks: np.ndarray) -> np.ndarray:
+        """The task term of many steps at once: velocities and directions of the same shape."""
+        return direction_reward(v_t, tasks)
+
     def task_reward(self, v_t: float) -> float:
-        return direction_reward(v_t, self.direction)
+        return float(self.task_terms(v_t, self.direction))
 
 
 def _one_value(task) -> float:
@@ -160,18 +174,29 @@ def _one_value(task) -> float:
 
 
 @functools.cache
-def _compiled_model(path: str, width: int, height: int) -> mujoco.MjModel:
+def _compiled_model(path: str, width: int, height: int, torso_sensors: bool = False) -> mujoco.MjModel:
     """One compiled ``MjModel`` per asset, shared by every instance (stepping never writes to it).
 
     Compiler warnings become Python warnings, once per process, instead of MuJoCo's default of
     printing them and appending to ``./MUJOCO_LOG.TXT`` at every instance (Gymnasium's
     ``half_cheetah.xml`` uses the ``settotalmass`` attribute that MuJoCo 4 deprecates).
+    ``torso_sensors`` adds two sensors, the torso subtree's linear velocity and centre of mass
+    (x, y, z each), for :class:`_CheetahRollout`; sensors do not change the dynamics.
     """
     messages: list[str] = []
     previous = mujoco.get_mju_user_warning()
     mujoco.set_mju_user_warning(messages.append)
     try:
-        model = mujoco.MjModel.from_xml_path(path)
+        if torso_sensors:
+            spec = mujoco.MjSpec.from_file(path)
+            for kind in (mujoco.mjtSensor.mjSENS_SUBTREELINVEL, mujoco.mjtSensor.mjSENS_SUBTREECOM):
+                spec.add_sensor(type=kind, objtype=mujoco.mjtObj.mjOBJ_BODY, objname="torso")
+            with warnings.catch_warnings(record=True) as caught:  # MjSpec warns in Python
+                warnings.simplefilter("always")
+                model = spec.compile()
+            messages.extend(str(w.message) for w in caught)
+        else:
+            model = mujoco.MjModel.from_xml_path(path)
     finally:
         mujoco.set_mju_user_warning(previous)
     for message in messages:
@@ -254,7 +279,11 @@ class _HalfCheetah(_LocomotionTask, HalfCheetahEnv):
 
     def _get_obs(self) -> np.ndarray:
         obs = super()._get_obs()
-        return np.concatenate([obs, self.data.subtree_com[self._torso]]) if self._rllab_obs else obs
+        if not self._rllab_obs:
+            return obs
+        mujoco.mj_kinematics(self.model, self.data)  # mj_step leaves the start state's subtree_com;
+        mujoco.mj_comPos(self.model, self.data)  # rllab called forward() after stepping
+        return np.concatenate([obs, self.data.subtree_com[self._torso]])
 
     def step(self, action: np.ndarray):
         x_tm1 = self.data.qpos[0]
@@ -346,10 +375,13 @@ LocomotionEnv = HalfCheetahVel | HalfCheetahDir | AntVel | AntDir
 class GymTaskEnv:
     """``tasks × envs`` single locomotion envs behind :class:`~metaloop.envs.base.TaskEnv`.
 
-    MuJoCo cannot batch, so ``step`` loops over the instances in Python. Instances are made by
-    ``factory()`` on first need and kept for later ``reset`` calls (a reset never needs more than the
-    largest meta-batch seen so far). Tensors cross as float32 (observations, rewards) and bool
-    (terminated); actions are clipped to the action space before stepping.
+    Half-cheetahs step all at once in C (:class:`_CheetahRollout`, MuJoCo's multithreaded
+    ``rollout`` on ``threads`` threads, default torch's intra-op count); the ant, whose reward and
+    observation read contact forces, and ``batched=False`` loop over the instances in Python.
+    Instances are made by ``factory()`` on first need and kept for later ``reset`` calls (a reset
+    never needs more than the largest meta-batch seen so far). Tensors cross as float32
+    (observations, rewards) and bool (terminated); actions are clipped to the action space before
+    stepping.
 
     Determinism: ``reset`` draws one seed per episode from ``generator`` and reseeds each instance
     with it, so the same generator state gives the same first observations (and, with the same
@@ -362,7 +394,8 @@ class GymTaskEnv:
 
     discrete = False
 
-    def __init__(self, factory: Callable[[], LocomotionEnv], horizon: int = 200):
+    def __init__(self, factory: Callable[[], LocomotionEnv], horizon: int = 200, batched: bool = True,
+                 threads: int | None = None):
         self._factory = factory
         self._pool = [factory()]
         prototype = self._pool[0]
@@ -375,6 +408,9 @@ class GymTaskEnv:
         self._envs: list[LocomotionEnv] = []
         self._shape: tuple[int, int] | None = None
         self._t = 0
+        self._batched = batched and isinstance(prototype, _HalfCheetah)
+        self._threads = threads
+        self._stepper: _CheetahRollout | None = None
 
     def sample_tasks(self, n: int, generator: torch.Generator) -> Tensor:
         """``n`` tasks ``(n, task_dim)`` from the family's distribution, drawn with ``generator``."""
@@ -396,6 +432,11 @@ class GymTaskEnv:
         for k, (env, seed) in enumerate(zip(self._envs, _draw_seeds(n, generator))):
             env.reset_task(task_k[k])
             self._obs[k], _ = env.reset(seed=seed)
+        if self._batched:
+            threads = self._threads or torch.get_num_threads()
+            if self._stepper is None or self._stepper.threads != threads:
+                self._stepper = _CheetahRollout(self._pool[0], threads)
+            self._stepper.reset(self._envs, task_k[:, 0])
         self._shape = (tasks.shape[0], envs)
         self._t = 0
         return self._observations()
@@ -412,10 +453,13 @@ class GymTaskEnv:
         a = actions.detach().cpu().numpy().reshape(-1, self.action_dim)
         np.clip(a, self._low, self._high, out=self._actions)
         self._rewards.fill(0.0)
-        for k, env in enumerate(self._envs):
-            if self._terminated[k]:
-                continue
-            self._obs[k], self._rewards[k], self._terminated[k], _, _ = env.step(self._actions[k])
+        if self._batched:  # half-cheetahs never terminate
+            self._stepper.step(self._actions, self._obs, self._rewards)
+        else:
+            for k, env in enumerate(self._envs):
+                if self._terminated[k]:
+                    continue
+                self._obs[k], self._rewards[k], self._terminated[k], _, _ = env.step(self._actions[k])
         self._t += 1
         rewards = torch.from_numpy(self._rewards.astype(np.float32)).view(self._shape)
         terminated = torch.from_numpy(self._terminated.copy()).view(self._shape)
@@ -423,6 +467,69 @@ class GymTaskEnv:
 
     def _observations(self) -> Tensor:
         return torch.from_numpy(self._obs.astype(np.float32)).view(*self._shape, self.observation_dim)
+
+
+class _CheetahRollout:
+    """Steps every half-cheetah of a meta-batch at once with MuJoCo's ``rollout`` (C, on a pool of
+    ``threads`` threads) instead of calling ``step`` on each instance from Python.
+
+    Between env steps the simulators' states live in one array ``(n, nstate)``; an env step is one
+    rollout call of ``frame_skip`` physics steps per instance with the action held, as
+    ``do_simulation``, and the reward and observation of :class:`_HalfCheetah` computed for all at
+    once. The centre-of-mass velocity (``velocity="com"``) and rllab's centre-of-mass observation
+    come from the torso sensors of :func:`_compiled_model`, which MuJoCo evaluates at the start of a
+    physics step: a second call runs one step from the new states on a copy of the model without
+    constraints (the sensors need only the position and velocity stages) and keeps only its sensors.
+    Each transition equals ``step``'s to ~1e-11 (a call starts MuJoCo's constraint solver without
+    the previous step's warm start).
+    """
+
+    _STATE = mujoco.mjtState.mjSTATE_FULLPHYSICS  # time, qpos, qvel, act
+
+    def __init__(self, prototype: _HalfCheetah, threads: int):
+        self.threads = threads
+        self._model = _compiled_model(prototype.fullpath, prototype.width, prototype.height, torso_sensors=True)
+        self._sensor_model = copy.deepcopy(self._model)
+        self._sensor_model.opt.disableflags |= mujoco.mjtDisableBit.mjDSBL_CONSTRAINT
+        self._com, self._rllab_obs = prototype._velocity == "com", prototype._rllab_obs
+        self._frame_skip, self._dt = prototype.frame_skip, prototype._dt
+        self._task_terms = type(prototype).task_terms
+        self._pool = rollout.Rollout(nthread=threads if threads > 1 else 0)
+        self._datas = [mujoco.MjData(self._model) for _ in range(max(threads, 1))]
+
+    def reset(self, envs: list[_HalfCheetah], tasks: np.ndarray) -> None:
+        """Take over the start states of ``envs`` (just reset) and their task values ``(n,)``."""
+        n, model = len(envs), self._model
+        self._state = np.empty((n, mujoco.mj_stateSize(model, self._STATE)))
+        for k, env in enumerate(envs):
+            mujoco.mj_getState(env.model, env.data, self._state[k], self._STATE)
+        self._tasks = tasks
+        self._models, self._sensor_models = [model] * n, [self._sensor_model] * n
+        self._control = np.empty((n, self._frame_skip, model.nu))
+        self._out = np.empty((n, self._frame_skip, self._state.shape[1]))
+        self._sensors = np.empty((n, self._frame_skip, model.nsensordata))
+        # the sensor call's buffers (rollout writes C-contiguous arrays of exactly these shapes)
+        self._sensor_control, self._sensor_out = np.zeros((n, 1, model.nu)), np.empty((n, 1, self._state.shape[1]))
+        self._sensor_data = np.empty((n, 1, model.nsensordata))
+
+    def step(self, actions: np.ndarray, obs: np.ndarray, rewards: np.ndarray) -> None:
+        """One env step of clipped ``actions`` ``(n, action_dim)``; writes ``obs`` and ``rewards``."""
+        nq, nv = self._model.nq, self._model.nv
+        x_tm1 = self._state[:, 1].copy()
+        self._control[:] = actions[:, None, :]
+        self._pool.rollout(self._models, self._datas, self._state, self._control, nstep=self._frame_skip,
+                           skip_checks=True, state=self._out, sensordata=self._sensors)
+        self._state[:] = self._out[:, -1]
+        qpos, qvel = self._state[:, 1:1 + nq], self._state[:, 1 + nq:1 + nq + nv]
+        if self._com or self._rllab_obs:  # the new states' [subtree velocity, subtree com]
+            self._pool.rollout(self._sensor_models, self._datas, self._state, self._sensor_control, nstep=1,
+                               skip_checks=True, state=self._sensor_out, sensordata=self._sensor_data)
+        sensors = self._sensor_data[:, 0]
+        v_t = sensors[:, 0] if self._com else (qpos[:, 0] - x_tm1) / self._dt
+        rewards[:] = self._task_terms(v_t, self._tasks) - CHEETAH_CTRL_WEIGHT * np.einsum("ij,ij->i", actions, actions)
+        obs[:, :nq - 1], obs[:, nq - 1:nq - 1 + nv] = qpos[:, 1:], qvel
+        if self._rllab_obs:
+            obs[:, nq - 1 + nv:] = sensors[:, 3:6]
 
 
 def _draw_seeds(n: int, generator: torch.Generator) -> list[int]:
