@@ -296,6 +296,7 @@ def test_adapter_clips_actions():
 
 def test_adapter_horizon_and_frozen_terminated_episodes():
     env = GymTaskEnv(AntVel, horizon=3)
+    assert not env._batched  # the ant steps instance by instance (contact forces)
     g = torch.Generator().manual_seed(0)
     env.reset(torch.tensor([[1.0]]), 2, g)
     fallen = env._envs[0]
