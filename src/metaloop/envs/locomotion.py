@@ -199,7 +199,7 @@ def _compiled_model(path: str, width: int, height: int, torso_sensors: bool = Fa
             model = mujoco.MjModel.from_xml_path(path)
     finally:
         mujoco.set_mju_user_warning(previous)
-    for message in messages:
+    for message in messages if not torso_sensors else ():  # the sensor copy's are the plain model's, said once
         warnings.warn(f"MuJoCo compiler ({path}): {message}", stacklevel=2)
     # as Gymnasium's MujocoEnv._initialize_simulation: grow the offscreen buffer, never shrink it
     model.vis.global_.offwidth = max(model.vis.global_.offwidth, width)
