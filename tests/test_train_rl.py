@@ -131,9 +131,11 @@ def test_eval_on_the_papers_test_tasks(tmp_path):
 
 def test_locomotion_presets_follow_the_papers_code_per_family():
     for variant in ("maml", "fomaml", "pretrained", "oracle"):  # rllab's half-cheetah and the MAML code's init
-        cfg = get_preset(f"{variant}-cheetah-vel")
-        assert (cfg.rl.frame_skip, cfg.rl.velocity, cfg.rl.reset_noise, cfg.model.init_gain) == (1, "com", "rllab", 1.0)
-    rl = get_preset("maml-cheetah-dir").rl  # Gymnasium's step did better there (docs/results/maml_rl.md)
+        for family in ("cheetah-vel", "cheetah-dir"):
+            cfg = get_preset(f"{variant}-{family}")
+            assert (cfg.rl.frame_skip, cfg.rl.velocity, cfg.rl.reset_noise, cfg.model.init_gain) == (
+                1, "com", "rllab", 1.0)
+    rl = get_preset("maml-ant-dir").rl  # rllab's ant is another model: Gymnasium's (docs/results/maml_rl.md)
     assert (rl.frame_skip, rl.velocity, rl.reset_noise) == (0, "root", "gymnasium")
     ant_dir = get_preset("maml-ant-dir").eval  # test_maml_ant_direc.py: batch 8000, later steps at 0.01
     assert (ant_dir.episodes, ant_dir.later_lr_scale) == (40, 0.01)
