@@ -30,6 +30,9 @@ def test_run_writes_metrics_checkpoints_and_baselines(tmp_path):
     assert result["metric"] == "return" and set(result["return_after_steps"]) == {"0", "1", "2"}
     assert set(result["baselines"]) == {"pretrained", "scratch", "oracle"}
     assert set(result["baselines"]["oracle"]["return_after_steps"]) == {"0"}
+    per_task = result["returns_per_task"]["1"]  # one mean per test task, in the order of task_params
+    assert len(per_task) == len(result["task_params"]) == result["tasks"]
+    assert abs(sum(per_task) / len(per_task) - result["return_after_steps"]["1"]) < 0.01
     assert "oracle" in format_table(result) and (run_dir / "eval.json").is_file()
     assert result["paper"]["maml"]["after_steps"] == {"0": -40.4, "1": -11.7, "2": -3.3, "3": -3.2}
     assert "-11.7" in format_table(result) and "(paper: scratch, Finn et al. 2017" in format_table(result)

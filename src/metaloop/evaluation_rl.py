@@ -57,9 +57,14 @@ def evaluation_tasks(cfg: Config) -> torch.Tensor:
     return make_env(cfg).sample_tasks(cfg.eval.tasks, torch.Generator().manual_seed(cfg.eval.seed))
 
 
+_LISTED_TASK_DIM = 8  # tasks with more parameters (a tabular MDP's transition tensor) are not listed
+
+
 def evaluate_rl(cfg: Config, state: dict) -> dict:
-    """The eval.json of an RL run: ``return_after_steps`` / ``return_stderr`` {"0": .., ...} and
-    the same under ``baselines.{pretrained,scratch,oracle}`` (oracle: step 0 only)."""
+    """The eval.json of an RL run: ``return_after_steps`` / ``return_stderr`` {"0": .., ...},
+    ``returns_per_task`` {"0": [..], ...} (in the order of ``task_params``, the test tasks'
+    parameters where they are a few numbers: a goal, velocity or direction) and the same under
+    ``baselines.{pretrained,scratch,oracle}`` (oracle: step 0 only)."""
     tasks = evaluation_tasks(cfg)
     curves = {}
     for name, learner in learners_of(cfg, state).items():
@@ -69,8 +74,10 @@ def evaluate_rl(cfg: Config, state: dict) -> dict:
                                            cfg.eval.later_lr_scale).double()
         mean, err = curve.mean(1), curve.std(1) / math.sqrt(curve.shape[1])
         curves[name] = {"return_after_steps": {str(s): m for s, m in enumerate(mean.tolist())},
-                        "return_stderr": {str(s): e for s, e in enumerate(err.tolist())}}
+                        "return_stderr": {str(s): e for s, e in enumerate(err.tolist())},
+                        "returns_per_task": {str(s): [round(x, 2) for x in r] for s, r in enumerate(curve.tolist())}}
     return {"preset": cfg.preset, "algorithm": cfg.algo.name, "metric": "return", "meta_steps": state["step"],
             "tasks": cfg.eval.tasks, "paper_tasks": cfg.eval.paper_tasks, "support": cfg.eval.episodes or cfg.rl.episodes,
             "query": cfg.eval.episodes or cfg.rl.episodes, "later_lr_scale": cfg.eval.later_lr_scale,
+            **({"task_params": [[round(x, 4) for x in t] for t in tasks.tolist()]} if tasks.shape[1] <= _LISTED_TASK_DIM else {}),
             **curves.pop(cfg.algo.name), "baselines": curves}
