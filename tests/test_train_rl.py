@@ -159,3 +159,15 @@ def test_locomotion_baseline_presets_train_on_their_own(tmp_path, preset):
     assert cfg.algo.inner_steps == 0 and cfg.rl.oracle == preset.startswith("oracle")
     result = evaluate(train.start(cfg, tmp_path / "run", progress=False))
     assert set(result["return_after_steps"]) == ({"0"} if cfg.rl.oracle else {"0", "1"})  # the oracle needs no steps
+
+
+def test_eval_table_splits_a_direction_family_by_direction():
+    result = {"algorithm": "maml", "metric": "return", "tasks": 4, "paper_tasks": True, "preset": "maml-cheetah-dir",
+              "meta_steps": 100, "support": 20, "return_after_steps": {"0": 2.5, "1": 25.0},
+              "return_stderr": {"0": 0.1, "1": 0.2}, "returns_per_task": {"0": [1, 2, 3, 4], "1": [10, 20, 30, 40]},
+              "task_params": [[1.0], [-1.0], [1.0], [-1.0]], "baselines": {}}
+    lines = format_table(result).splitlines()
+    assert lines[3].split() == ["task", "-1", "(2)", "3.0", "30.0"]  # tasks 2 and 4
+    assert lines[4].split() == ["task", "1", "(2)", "2.0", "20.0"]
+    result["task_params"] = [[0.1], [0.2], [0.3], [0.4]]  # a velocity family: no group of tasks to split by
+    assert not any(line.split()[0] == "task" for line in format_table(result).splitlines())

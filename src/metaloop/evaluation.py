@@ -147,6 +147,8 @@ def format_table(result: dict, steps=(0, 1, 5, 10)) -> str:
             m, e = r[means][str(s)], r[errors][str(s)]
             cells.append(f"{'diverged':>18}" if m is None or e is None else f"{f'{m:.{digits}f} ± {e:.{digits}f}':>18}")
         lines.append(f"{name:<28}" + "".join(cells))
+        if name == result["algorithm"]:
+            lines += _task_group_rows(result, steps, digits)
         if name in paper:
             lines.append(_paper_row(paper[name], steps))
     lines += [f"(paper: {name}, {ref['source']})" for name, ref in paper.items() if name in rows]
@@ -158,6 +160,23 @@ def format_table(result: dict, steps=(0, 1, 5, 10)) -> str:
     lines.append(f"({result['preset']}, {result['meta_steps']} meta-steps, K={result['support']}, "
                  f"{result['query']} query {per}, {bar})")
     return "\n".join(lines)
+
+
+def _task_group_rows(result: dict, steps, digits: int, most: int = 4) -> list[str]:
+    """The learner's mean per task parameter, where the test tasks take only a few values (a
+    direction family's ±1): a mean over both directions can hide a policy that adapts to one."""
+    params, per_task = result.get("task_params"), result.get("returns_per_task")
+    values = sorted({tuple(p) for p in params or ()})
+    if not per_task or not values or len(values) > most or len(values) == len(params):
+        return []
+    rows = []
+    for value in values:
+        index = [i for i, p in enumerate(params) if tuple(p) == value]
+        label = f"  task {', '.join(f'{v:g}' for v in value)} ({len(index)})"
+        cells = [f"{sum(per_task[str(s)][i] for i in index) / len(index):>18.{digits}f}" if str(s) in per_task
+                 else f"{'':>18}" for s in steps]
+        rows.append(f"{label:<28}" + "".join(cells))
+    return rows
 
 
 def _paper_row(ref: dict, steps) -> str:
