@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
-from metaloop.plots import ALGO_COLOR, COLORS  # noqa: E402
+from metaloop.plots import ALGO_COLOR, COLORS, save_figure  # noqa: E402
 
 
 def curves(run_dirs: list[Path]) -> tuple[list[int], dict[str, list[np.ndarray]]]:
@@ -68,10 +68,7 @@ def main() -> None:
         ax.set_title("CartPole family: Q-network initialisations adapted by DQN")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        args.figure.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(args.figure, dpi=120)
-        print(args.figure)
+        print(save_figure(fig, args.figure))
 
 
 if __name__ == "__main__":

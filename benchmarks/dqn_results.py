@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from metaloop.config import Config  # noqa: E402
 from metaloop.logging import METRICS, read_metrics  # noqa: E402
+from metaloop.plots import save_figure  # noqa: E402
 from metaloop.references import references  # noqa: E402
 
 
@@ -76,10 +77,7 @@ def main() -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     if args.figure:
-        args.figure.parent.mkdir(parents=True, exist_ok=True)
-        fig.tight_layout()
-        fig.savefig(args.figure, dpi=120)
-        print(f"\nfigure: {args.figure}")
+        print(f"\nfigure: {save_figure(fig, args.figure)}")
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
 import metaloop  # noqa: E402
 from metaloop.meta import MetaLearner  # noqa: E402
+from metaloop.plots import save_figure  # noqa: E402
 from metaloop.tasks import TaskBatch  # noqa: E402
 
 IMAML_LAM, IMAML_CG_STEPS = 2.0, 5
@@ -105,9 +106,7 @@ def plot(peaks: dict[str, list[int]], steps: tuple, title: str, path: Path) -> N
     ax.set_title(title)
     ax.legend()
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main() -> None:

@@ -29,6 +29,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from metaloop.config import Config  # noqa: E402
 from metaloop.logging import METRICS, read_metrics  # noqa: E402
+from metaloop.plots import save_figure  # noqa: E402
 
 T_975 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26}
 
@@ -109,9 +110,7 @@ def main() -> None:
     ax.set_title(f"{runs[0][0].mgrl.env}: mean and 95% CI over seeds")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(args.out.with_name(args.out.name + "_curves.png"), dpi=120)
-    plt.close(fig)
+    save_figure(fig, args.out.with_name(args.out.name + "_curves.png"))
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
     for color, (preset, runs) in zip(plt.rcParams["axes.prop_cycle"].by_key()["color"], groups.items()):
         for i, (cfg, rows) in enumerate(runs):  # one colour per preset, one line per seed
@@ -127,9 +126,7 @@ def main() -> None:
         a.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.suptitle(f"{cfg.mgrl.env}: meta-parameters over training (dashed: reference γ̄, λ̄)")
-    fig.tight_layout()
-    fig.savefig(args.out.with_name(args.out.name + "_gamma.png"), dpi=120)
-    plt.close(fig)
+    save_figure(fig, args.out.with_name(args.out.name + "_gamma.png"))
 
 
 if __name__ == "__main__":

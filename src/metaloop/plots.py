@@ -23,6 +23,15 @@ COLORS = {"pretrained": "tab:orange", "scratch": "tab:gray", "oracle": "tab:gree
 ALGO_COLOR = "tab:blue"
 
 
+def save_figure(fig, path: Path, dpi: int = 120) -> Path:
+    """Lay ``fig`` out, write it to ``path`` (creating its folder) and close it."""
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def plot_run(run_dir: Path) -> list[Path]:
     """(Re)draw every figure of ``run_dir`` into ``run_dir/figures``; returns the files written."""
     cfg, state = load_run(run_dir)
@@ -77,10 +86,7 @@ def plot_fits(cfg, learners: dict, path: Path, steps=(0, 1, 10)) -> Path:
             if row == 0:
                 ax.set_title(f"{name}: fine-tuned with K={cfg.task.support}")
     axes[0][0].legend(loc="lower left", fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_metric_vs_steps(result: dict, path: Path) -> Path:
@@ -122,10 +128,7 @@ def plot_metric_vs_steps(result: dict, path: Path) -> Path:
     ax.set_title(f"{result['preset']}: {result['tasks']} {tasks}")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _paper_points(ax, ref: dict, color: str, label: str, no_adaptation: bool) -> None:
@@ -154,7 +157,4 @@ def plot_meta_loss(rows: list[dict], preset: str, path: Path) -> Path:
         twin.set_ylabel(f"validation {name[4:]}" + (" %" if name == "val_accuracy" else ""), color="tab:red")
     ax.set_title(f"{preset}: meta-training")
     ax.grid(alpha=0.3, which="both")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -14,6 +14,7 @@ import torch  # noqa: E402
 from metaloop.evaluation_rl import learners_of  # noqa: E402
 from metaloop.functional import detach, expand_tasks, named_params  # noqa: E402
 from metaloop.logging import METRICS, read_metrics  # noqa: E402
+from metaloop.plots import save_figure  # noqa: E402
 from metaloop.rl.rollouts import sample_episodes  # noqa: E402
 
 
@@ -38,10 +39,7 @@ def plot_meta_returns(rows: list[dict], preset: str, path: Path) -> Path:
     ax.set_title(f"{preset}: meta-training")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_nav_paths(cfg, state: dict, path: Path, goals: int = 3, episodes: int = 5) -> Path:
@@ -71,7 +69,4 @@ def plot_nav_paths(cfg, state: dict, path: Path, goals: int = 3, episodes: int =
         ax.set_title(f"goal ({tasks[i, 0]:.2f}, {tasks[i, 1]:.2f}): {ret}", fontsize=9)
     axes[0][0].legend(loc="lower left", fontsize=8)
     fig.suptitle(f"{cfg.preset}: paths before and after one policy-gradient step")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
