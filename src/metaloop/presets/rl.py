@@ -31,7 +31,8 @@ iterations as MAML, in the MAML run or on their own (``pretrained-<family>``, ``
   velocity, rllab's start state) with the MAML code's Xavier-initialised policy
   (docs/results/maml_rl.md, sessions 21-22): cheetah-vel came within 2 of the paper's curve on one
   seed (11 lower after one step on a second), and second-order cheetah-dir reached 403.3 after one
-  step at 100 meta-steps on one seed (Gymnasium's settings: 197.9), though a second seed stalled. The ant
+  step at 100 meta-steps on one seed (Gymnasium's settings: 197.9), 207.5 on average over four
+  (the weak seeds adapt well to one direction only). The ant
   families keep Gymnasium v5's step, root velocity and start state: rllab's ant model (0.02-s step)
   is not reproduced by ``rl.frame_skip``.
 """
