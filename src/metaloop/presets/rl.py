@@ -95,7 +95,7 @@ PRESETS = {
                            "rl.oracle": True, "baseline.pretrain_steps": 0, "baseline.scratch": False})
        for task, (title, settings) in _LOCOMOTION.items()},
     # First order: J = I, so a subsampled Fisher subsamples only M (TRPO App. C); twice as fast per
-    # meta-step. fomaml-cheetah-dir: 315.3 and 161.8 after one step on two seeds (Gymnasium's settings:
+    # meta-step. fomaml-cheetah-dir: 218.7 after one step on average over four seeds (Gymnasium's settings:
     # 331.7 at 83 meta-steps; docs/results/maml_rl.md).
     **{f"fomaml-{task}": (f"first-order MAML-TRPO on {title} (paper settings, Fisher on 20% of the episodes)",
                           {**_locomotion(task, *settings), "algo.name": "fomaml", "rl.fisher_fraction": 0.2,
