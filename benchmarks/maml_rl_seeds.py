@@ -25,6 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
+from metaloop.evaluation import task_groups  # noqa: E402
 from metaloop.plots import save_figure  # noqa: E402
 
 
@@ -36,14 +37,10 @@ def load(run: Path) -> dict:
     return result
 
 
-def by_task_value(result: dict, step: int) -> dict[float, float]:
-    """Mean return per task value after ``step`` steps, where the tasks are one number taking a few values."""
-    params, per_task = result.get("task_params"), result.get("returns_per_task")
-    if not params or not per_task or len(params[0]) != 1 or len({p[0] for p in params}) > 4:
-        return {}
-    values = np.array([p[0] for p in params])
-    returns = np.array(per_task[str(step)])
-    return {float(v): float(returns[values == v].mean()) for v in sorted(set(values))}
+def by_task_value(result: dict, step: int) -> dict[str, float]:
+    """Mean return per task value after ``step`` steps, where the tasks take a few values (:func:`task_groups`)."""
+    return {", ".join(f"{v:g}" for v in value): float(np.mean([result["returns_per_task"][str(step)][i] for i in index]))
+            for value, index in task_groups(result).items()}
 
 
 def main() -> None:
@@ -59,7 +56,7 @@ def main() -> None:
     for run, r in zip(args.runs, results):
         curve = [r["return_after_steps"][str(s)] for s in steps]
         curves.append(curve)
-        split = ", ".join(f"{v:g}: {m:.1f}" for v, m in by_task_value(r, 1).items()) if 1 in steps else ""
+        split = ", ".join(f"{v}: {m:.1f}" for v, m in by_task_value(r, 1).items()) if 1 in steps else ""
         cells = [f"{m:.1f} ± {r['return_stderr'][str(s)]:.1f}" for s, m in zip(steps, curve)]
         print(f"| {run.name} | {r['seed']} | {r['meta_steps']} | " + " | ".join(cells) + f" | {split} |")
     stack = np.array(curves)

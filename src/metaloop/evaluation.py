@@ -162,16 +162,22 @@ def format_table(result: dict, steps=(0, 1, 5, 10)) -> str:
     return "\n".join(lines)
 
 
-def _task_group_rows(result: dict, steps, digits: int, most: int = 4) -> list[str]:
-    """The learner's mean per task parameter, where the test tasks take only a few values (a
-    direction family's ±1): a mean over both directions can hide a policy that adapts to one."""
-    params, per_task = result.get("task_params"), result.get("returns_per_task")
-    values = sorted({tuple(p) for p in params or ()})
-    if not per_task or not values or len(values) > most or len(values) == len(params):
-        return []
+def task_groups(result: dict, most: int = 4) -> dict[tuple, list[int]]:
+    """The indices of an RL eval's test tasks per task value, where the tasks take at most ``most``
+    values shared by several tasks (a direction family's ±1); ``{}`` otherwise."""
+    params = result.get("task_params") or []
+    values = sorted({tuple(p) for p in params})
+    if not result.get("returns_per_task") or not values or len(values) > most or len(values) == len(params):
+        return {}
+    return {value: [i for i, p in enumerate(params) if tuple(p) == value] for value in values}
+
+
+def _task_group_rows(result: dict, steps, digits: int) -> list[str]:
+    """The learner's mean per task value (:func:`task_groups`): a mean over both directions can
+    hide a policy that adapts to one."""
+    per_task = result.get("returns_per_task")
     rows = []
-    for value in values:
-        index = [i for i, p in enumerate(params) if tuple(p) == value]
+    for value, index in task_groups(result).items():
         label = f"  task {', '.join(f'{v:g}' for v in value)} ({len(index)})"
         cells = [f"{sum(per_task[str(s)][i] for i in index) / len(index):>18.{digits}f}" if str(s) in per_task
                  else f"{'':>18}" for s in steps]
