@@ -159,6 +159,9 @@ def test_locomotion_baseline_presets_train_on_their_own(tmp_path, preset):
     assert cfg.algo.inner_steps == 0 and cfg.rl.oracle == preset.startswith("oracle")
     result = evaluate(train.start(cfg, tmp_path / "run", progress=False))
     assert set(result["return_after_steps"]) == ({"0"} if cfg.rl.oracle else {"0", "1"})  # the oracle needs no steps
+    baseline = preset.split("-")[0]
+    assert result["algorithm"] == baseline and set(result["paper"]) == {baseline}
+    assert format_table(result).splitlines()[2].startswith(baseline)
 
 
 def test_eval_table_splits_a_direction_family_by_direction():

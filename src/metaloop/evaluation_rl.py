@@ -30,12 +30,20 @@ from metaloop.references import paper_test_tasks
 from metaloop.train_rl import make_env, make_learner
 
 
+def learner_name(cfg: Config) -> str:
+    """The row name of the run's own policy: its algorithm, or the baseline that a run without inner
+    steps is (the ``pretrained-*`` / ``oracle-*`` presets)."""
+    if cfg.algo.inner_steps == 0:
+        return "oracle" if cfg.rl.oracle else "pretrained"
+    return cfg.algo.name
+
+
 def learners_of(cfg: Config, state: dict) -> dict:
     """The run's meta-learned policy and the baselines it has, ready to adapt."""
     env = make_env(cfg)
     learner = make_learner(cfg, env)
     learner.policy.load_state_dict(state["learner"])
-    learners = {cfg.algo.name: learner}
+    learners = {learner_name(cfg): learner}
     baselines = state.get("baselines") or {}
     fine_tuned = {"pretrained": baselines.get("pretrained")}
     if cfg.baseline.scratch:
@@ -76,8 +84,8 @@ def evaluate_rl(cfg: Config, state: dict) -> dict:
         curves[name] = {"return_after_steps": {str(s): m for s, m in enumerate(mean.tolist())},
                         "return_stderr": {str(s): e for s, e in enumerate(err.tolist())},
                         "returns_per_task": {str(s): [round(x, 2) for x in r] for s, r in enumerate(curve.tolist())}}
-    return {"preset": cfg.preset, "algorithm": cfg.algo.name, "metric": "return", "meta_steps": state["step"],
+    return {"preset": cfg.preset, "algorithm": learner_name(cfg), "metric": "return", "meta_steps": state["step"],
             "tasks": cfg.eval.tasks, "paper_tasks": cfg.eval.paper_tasks, "support": cfg.eval.episodes or cfg.rl.episodes,
             "query": cfg.eval.episodes or cfg.rl.episodes, "later_lr_scale": cfg.eval.later_lr_scale,
             **({"task_params": [[round(x, 4) for x in t] for t in tasks.tolist()]} if tasks.shape[1] <= _LISTED_TASK_DIM else {}),
-            **curves.pop(cfg.algo.name), "baselines": curves}
+            **curves.pop(learner_name(cfg)), "baselines": curves}

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from metaloop.evaluation_rl import learners_of  # noqa: E402
+from metaloop.evaluation_rl import learner_name, learners_of  # noqa: E402
 from metaloop.functional import detach, expand_tasks, named_params  # noqa: E402
 from metaloop.logging import METRICS, read_metrics  # noqa: E402
 from metaloop.plots import save_figure  # noqa: E402
@@ -44,7 +44,7 @@ def plot_meta_returns(rows: list[dict], preset: str, path: Path) -> Path:
 
 def plot_nav_paths(cfg, state: dict, path: Path, goals: int = 3, episodes: int = 5) -> Path:
     """Sampled paths of the meta-learned policy before and after one step, for a few test goals."""
-    learner = learners_of(cfg, state)[cfg.algo.name]
+    learner = learners_of(cfg, state)[learner_name(cfg)]
     episodes = min(episodes, cfg.rl.episodes)
     generator = torch.Generator().manual_seed(cfg.eval.seed + 2)
     tasks = learner.env.sample_tasks(goals, generator)

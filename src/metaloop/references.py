@@ -108,8 +108,8 @@ def _references() -> dict[str, dict[str, Reference]]:
         table[f"maml-{family}"] = curves
         table[f"fomaml-{family}"] = {"fomaml": _curve(_MAML_RL_SOURCE + ", second-order MAML", learners["maml"])}
         if "pretrained" in curves:
-            table[f"pretrained-{family}"] = {"maml": curves["pretrained"]}  # the run's learner is the pretrained policy
-        table[f"oracle-{family}"] = {"maml": curves["oracle"]}
+            table[f"pretrained-{family}"] = {"pretrained": curves["pretrained"]}
+        table[f"oracle-{family}"] = {"oracle": curves["oracle"]}
     for game, score in _MINATAR_DQN.items():
         note = " (older MinAtar, oxygen bug)" if game == "seaquest" else ""
         table[f"dqn-minatar-{game}"] = {"dqn": Reference(f"Young & Tian 2019, DQN at 5M frames{note}",
