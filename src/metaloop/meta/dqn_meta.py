@@ -35,7 +35,6 @@ from metaloop.learners.dqn_inner import (
 )
 from metaloop.rl.replay import Transitions
 
-META_ALGORITHMS = ("reptile", "fomaml")
 QUERY_LOSSES = ("td", "nstep")
 
 
