@@ -143,6 +143,8 @@ def test_locomotion_presets_follow_the_papers_code_per_family():
     ant_dir = get_preset("maml-ant-dir").eval  # test_maml_ant_direc.py: batch 8000, later steps at 0.01
     assert (ant_dir.episodes, ant_dir.later_lr_scale) == (40, 0.01)
     assert get_preset("maml-ant-vel").eval.later_lr_scale == 0.5
+    assert (get_preset("maml-cheetah-dir").train.meta_steps, get_preset("fomaml-cheetah-dir").train.meta_steps) == (
+        100, 300)  # the paper's checkpoint; first order's named deviation
 
 
 def test_max_minutes_stops_meta_training_and_still_trains_the_baselines(tmp_path):
