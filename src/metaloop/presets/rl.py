@@ -32,8 +32,8 @@ iterations as MAML, in the MAML run or on their own (``pretrained-<family>``, ``
   (docs/results/maml_rl.md, sessions 21-22): cheetah-vel came within 2 of the paper's curve on one
   seed (11 lower after one step on a second), and second-order cheetah-dir reached 403.3 after one
   step at 100 meta-steps on one seed (Gymnasium's settings: 197.9), 207.5 on average over four
-  (the weak seeds adapt well to one direction only); first order, given 300 meta-steps, 297.0 on
-  average over four. The ant
+  (the weak seeds adapt well to one direction only); first order, given 300 meta-steps, 313.1 on
+  average over six. The ant
   families keep Gymnasium v5's step, root velocity and start state: rllab's ant model (0.02-s step)
   is not reproduced by ``rl.frame_skip``.
 """
@@ -63,8 +63,8 @@ def _locomotion(task: str, episodes: int, max_kl: float, steps: int) -> dict:
 _SMALL = {**_COMMON, "model.hidden": (32, 32), "algo.inner_lr": 0.5, "baseline.finetune_lr": 0.5,
           "train.meta_batch": 20, "train.meta_steps": 100, "baseline.pretrain_steps": 100, "rl.max_kl": 0.05}
 
-# Deviation: first-order cheetah-dir meta-trains for 300 meta-steps, not the paper's 100. After 100 its
-# four seeds average 218.7 after one step, after 300 (50 min on one thread) 297.0 against the
+# Deviation: first-order cheetah-dir meta-trains for 300 meta-steps, not the paper's 100. After 100 four
+# seeds average 218.7 after one step, after 300 (50 min on one thread) six average 313.1 against the
 # paper's 293.2 (docs/results/maml_rl.md); second order at 100 meta-steps averages 207.5.
 _FIRST_ORDER = {"cheetah-dir": {"train.meta_steps": 300}}
 
