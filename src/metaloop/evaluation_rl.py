@@ -73,7 +73,7 @@ def evaluate_rl(cfg: Config, state: dict) -> dict:
     ``returns_per_task`` {"0": [..], ...} (in the order of ``task_params``, the test tasks'
     parameters where they are a few numbers: a goal, velocity or direction) and the same under
     ``baselines.{pretrained,scratch,oracle}`` (oracle: step 0 only)."""
-    tasks = evaluation_tasks(cfg)
+    tasks, own = evaluation_tasks(cfg), learner_name(cfg)
     curves = {}
     for name, learner in learners_of(cfg, state).items():
         steps = 0 if name == "oracle" or cfg.rl.oracle else cfg.eval.max_steps
@@ -84,8 +84,8 @@ def evaluate_rl(cfg: Config, state: dict) -> dict:
         curves[name] = {"return_after_steps": {str(s): m for s, m in enumerate(mean.tolist())},
                         "return_stderr": {str(s): e for s, e in enumerate(err.tolist())},
                         "returns_per_task": {str(s): [round(x, 2) for x in r] for s, r in enumerate(curve.tolist())}}
-    return {"preset": cfg.preset, "algorithm": learner_name(cfg), "metric": "return", "meta_steps": state["step"],
+    return {"preset": cfg.preset, "algorithm": own, "metric": "return", "meta_steps": state["step"],
             "tasks": cfg.eval.tasks, "paper_tasks": cfg.eval.paper_tasks, "support": cfg.eval.episodes or cfg.rl.episodes,
             "query": cfg.eval.episodes or cfg.rl.episodes, "later_lr_scale": cfg.eval.later_lr_scale,
             **({"task_params": [[round(x, 4) for x in t] for t in tasks.tolist()]} if tasks.shape[1] <= _LISTED_TASK_DIM else {}),
-            **curves.pop(learner_name(cfg)), "baselines": curves}
+            **curves.pop(own), "baselines": curves}

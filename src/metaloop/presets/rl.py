@@ -103,7 +103,8 @@ PRESETS = {
     # First order: J = I, so a subsampled Fisher subsamples only M (TRPO App. C); twice as fast per
     # meta-step. fomaml-cheetah-dir runs 3x the paper's 100 meta-steps (see _FIRST_ORDER).
     **{f"fomaml-{task}": (f"first-order MAML-TRPO on {title} (paper settings, Fisher on 20% of the episodes"
-                          + ("; 300 meta-steps, the paper's 100 are too few for first order)" if task in _FIRST_ORDER else ")"),
+                          + (f"; {_FIRST_ORDER[task]['train.meta_steps']} meta-steps, the paper's {settings[2]} are too few "
+                             "for first order)" if task in _FIRST_ORDER else ")"),
                           {**_locomotion(task, *settings), "algo.name": "fomaml", "rl.fisher_fraction": 0.2,
                            "baseline.pretrain_steps": 0, **_FIRST_ORDER.get(task, {})})
        for task, (title, settings) in _LOCOMOTION.items()},
