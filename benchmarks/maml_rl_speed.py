@@ -83,15 +83,15 @@ def peak_matmul(rounds: int = 5) -> float:
     return 2 * 4000 * 1000 * 1000 / timed(lambda: a @ b, rounds) / 1e9
 
 
-def meta_step(rounds: int) -> None:
+def meta_step(rounds: int, hidden: tuple[int, ...], activation: str) -> None:
     env = Navigation2D()
     peak = peak_matmul()
-    print(f"\nMAML-TRPO meta-step (2 x 100 ReLU policy, 1 inner step, 10 CG steps); "
+    print(f"\nMAML-TRPO meta-step ({' x '.join(map(str, hidden))} {activation} policy, 1 inner step, 10 CG steps); "
           f"one large matmul here: {peak:.0f} GFLOP/s")
     for fraction, inner, name in ((1.0, False, "exact Fisher"), (0.2, False, "M on 20%, J exact"),
                                   (0.2, True, "M and J on 20% (maml-nav2d)")):
         torch.manual_seed(0)
-        learner = MAMLRL(policy_for(env, (100, 100)), env, inner_lr=0.1, fisher_fraction=fraction,
+        learner = MAMLRL(policy_for(env, hidden, activation), env, inner_lr=0.1, fisher_fraction=fraction,
                          fisher_subsample_inner=inner)
         g = torch.Generator().manual_seed(0)
         learner.meta_step(env.sample_tasks(TASKS, g), g)  # warm-up
@@ -103,7 +103,7 @@ def meta_step(rounds: int) -> None:
               f"({100 * gflop / t / peak:.0f}% of the matmul rate; at 100%: {gflop / peak:.2f} s)")
 
     torch.manual_seed(0)
-    learner = MAMLRL(policy_for(env, (100, 100)), env, inner_lr=0.1)
+    learner = MAMLRL(policy_for(env, hidden, activation), env, inner_lr=0.1)
     g = torch.Generator().manual_seed(0)
     batch = learner.sample(env.sample_tasks(TASKS, g), g)
     with torch.no_grad():
@@ -127,13 +127,17 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--system-malloc", action="store_true", help="leave glibc's mmap and trim thresholds alone")
+    parser.add_argument("--peer-net", action="store_true",
+                        help="the peer's 2D-nav policy (2 x 64 tanh) instead of the paper's (2 x 100 ReLU)")
+    parser.add_argument("--no-sampling", action="store_true", help="skip the sampler comparison")
     args = parser.parse_args()
     kept = False if args.system_malloc else keep_freed_memory()
     torch.set_num_threads(args.threads)
     rounds = 1 if args.quick else 3
     print(f"torch {torch.__version__}, {args.threads} thread(s), freed memory kept: {kept}")
-    sampling(rounds)
-    meta_step(rounds)
+    if not args.no_sampling:
+        sampling(rounds)
+    meta_step(rounds, (64, 64) if args.peer_net else (100, 100), "tanh" if args.peer_net else "relu")
 
 
 if __name__ == "__main__":

@@ -176,3 +176,15 @@ def test_eval_table_splits_a_direction_family_by_direction():
     assert lines[4].split() == ["task", "1", "(2)", "2.0", "20.0"]
     result["task_params"] = [[0.1], [0.2], [0.3], [0.4]]  # a velocity family: no group of tasks to split by
     assert not any(line.split()[0] == "task" for line in format_table(result).splitlines())
+
+
+def test_nav2d_peer_preset_is_maml_nav2d_with_the_peers_policy(tmp_path):
+    ours, peer = get_preset("maml-nav2d"), get_preset("maml-nav2d-peer")
+    assert (peer.model.hidden, peer.model.activation) == ((64, 64), "tanh")  # pytorch-maml-rl's 2d-navigation.yaml
+    assert (ours.model.hidden, ours.model.activation) == ((100, 100), "relu")  # the paper's
+    assert (peer.rl, peer.train, peer.eval, peer.algo) == (ours.rl, ours.train, ours.eval, ours.algo)
+    cfg = apply_overrides(peer, [s for s in TINY if not s.startswith("model.hidden")])
+    run_dir = train.start(cfg, tmp_path / "run", progress=False)
+    saved, state = train.load_run(run_dir)
+    assert saved.model.activation == "tanh" and state["step"] == 4
+    assert "-40.4" in format_table(evaluate(run_dir))  # the paper's curve beside it

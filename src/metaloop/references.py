@@ -110,6 +110,7 @@ def _references() -> dict[str, dict[str, Reference]]:
         if "pretrained" in curves:
             table[f"pretrained-{family}"] = {"pretrained": curves["pretrained"]}
         table[f"oracle-{family}"] = {"oracle": curves["oracle"]}
+    table["maml-nav2d-peer"] = table["maml-nav2d"]  # the same experiment with the peer's policy network
     for game, score in _MINATAR_DQN.items():
         note = " (older MinAtar, oxygen bug)" if game == "seaquest" else ""
         table[f"dqn-minatar-{game}"] = {"dqn": Reference(f"Young & Tian 2019, DQN at 5M frames{note}",

@@ -15,6 +15,8 @@ iterations as MAML, in the MAML run or on their own (``pretrained-<family>``, ``
   (``rl.fisher_fraction``, ``rl.fisher_subsample_inner``; TRPO App. C subsamples the post-update
   part the same way), 4× cheaper per meta-step; the gradient stays exact and the line search checks
   the exact KL. ``--set rl.fisher_fraction=1`` restores the paper's exact products.
+  ``maml-nav2d-peer`` is the same with pytorch-maml-rl's 2 × 64 tanh policy (its 2D-navigation
+  config): the like-for-like speed comparison with that peer; it reaches the paper's curve too.
 - Locomotion: the settings of the checkpoints behind the paper's figures, as the test scripts of
   cbfinn/maml_rl name them (``maml_examples/test_maml_{cheetah,cheetah_direc,ant,ant_direc}.py``:
   ``maml1_fbs<episodes>_mbs40_flr_0.1_mlr<max KL>/itr_<meta-steps>``): 2 × 100 ReLU policy (the
@@ -77,6 +79,9 @@ _LOCOMOTION = {  # title, (episodes per task, max KL, meta-steps) of the paper's
 PRESETS = {
     "maml-nav2d": ("MAML-TRPO on 2D navigation (paper settings, with pretrained / random / oracle baselines)",
                    {**_NAV, "algo.name": "maml"}),
+    "maml-nav2d-peer": ("MAML-TRPO on 2D navigation with pytorch-maml-rl's 2 x 64 tanh policy (like-for-like "
+                        "speed against that peer)", {**_NAV, "algo.name": "maml", "model.hidden": (64, 64),
+                                                      "model.activation": "tanh"}),
     "fomaml-nav2d": ("first-order MAML-TRPO on 2D navigation", {**_NAV, "algo.name": "fomaml",
                                                                    "baseline.pretrain_steps": 0}),
     "pretrained-nav2d": ("TRPO on all 2D-navigation goals, no adaptation in training (the paper's pretrained "
