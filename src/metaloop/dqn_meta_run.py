@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -40,7 +39,7 @@ from metaloop.learners.dqn_inner import InnerDQN, adapt
 from metaloop.logging import METRICS, MetricsLogger, Progress, read_metrics
 from metaloop.meta.dqn_meta import collect, fomaml_gradient, reptile_direction
 from metaloop.nn.qnets import QNetwork, q_network
-from metaloop.train import Budget, checkpoint_path, create_run_dir, load_run, stop_message
+from metaloop.train import Budget, checkpoint_or_stop, checkpoint_path, create_run_dir, load_run
 
 EVAL_JSON = "eval.json"
 FIGURE = "return_vs_adaptation.png"
@@ -150,10 +149,7 @@ def _run(cfg: Config, run_dir: Path, state: dict | None, progress: bool) -> Path
                 logger.log(step, **row)
                 bar.update(step, **({"ret": row["inner_episode_return"]} if "inner_episode_return" in row else {}))
                 rows, t0, t_steps = [], time.perf_counter(), 0
-            if step % cfg.train.checkpoint_every == 0 or step == total or stop:
-                save()
-            if stop:
-                print(stop_message(step, cfg, run_dir), file=sys.stderr)
+            if checkpoint_or_stop(step, total, stop, cfg, run_dir, save):
                 break
         bar.close()
         if step >= total and pretrained is None and cfg.baseline.pretrain_steps > 0:

@@ -157,11 +157,7 @@ def _run(cfg: Config, run_dir: Path, state: dict | None, progress: bool, tasks=N
                                tasks_per_s=t_steps * cfg.train.meta_batch / max(elapsed, 1e-9), **scores)
                     bar.update(step, loss=window[0] / window[1])
                 window, t0, t_steps = (0.0, 0), time.perf_counter(), 0
-            if main and (step % cfg.train.checkpoint_every == 0 or step == total or stop):
-                save()
-            if stop:
-                if main:
-                    print(stop_message(step, cfg, run_dir), file=sys.stderr)
+            if checkpoint_or_stop(step, total, stop, cfg, run_dir, save if main else None):
                 break
         bar.close()
         if main and cfg.baseline.pretrain_steps > 0 and (state is None or state.get("pretrained") is None):
@@ -190,9 +186,16 @@ class Budget:
         return distributed.from_rank0(lambda: time.monotonic() >= self.deadline)
 
 
-def stop_message(step: int, cfg: Config, run_dir: Path) -> str:
-    return (f"train.max_minutes={cfg.train.max_minutes:g} reached at meta-step {step} of {cfg.train.meta_steps}; "
-            f"checkpoint saved, `metaloop train --resume {run_dir}` continues")
+def checkpoint_or_stop(step: int, total: int, stop: bool, cfg: Config, run_dir: Path, save) -> bool:
+    """The end of a meta-step: ``save()`` every ``train.checkpoint_every`` steps, at the last one and
+    when the budget is spent (then say how to resume). True when training stops here.
+    ``save=None`` on the ranks that don't write."""
+    if save is not None and (step % cfg.train.checkpoint_every == 0 or step == total or stop):
+        save()
+        if stop:
+            print(f"train.max_minutes={cfg.train.max_minutes:g} reached at meta-step {step} of {cfg.train.meta_steps}; "
+                  f"checkpoint saved, `metaloop train --resume {run_dir}` continues", file=sys.stderr)
+    return stop
 
 
 def _validation(cfg: Config):

@@ -14,7 +14,6 @@ and the baselines trained so far. RL runs are single-process (no ``--nproc``).
 from __future__ import annotations
 
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from metaloop.errors import ConfigError, DivergedError, UserError
 from metaloop.logging import MetricsLogger, Progress
 from metaloop.meta.maml_rl import MAMLRL
 from metaloop.nn.policies import policy_for
-from metaloop.train import Budget, checkpoint_path, create_run_dir, load_run, stop_message
+from metaloop.train import Budget, checkpoint_or_stop, checkpoint_path, create_run_dir, load_run
 
 
 def make_env(cfg: Config, oracle: bool | None = None):
@@ -108,10 +107,7 @@ def _run(cfg: Config, run_dir: Path, state: dict | None, progress: bool) -> Path
             if step % cfg.train.log_every == 0 or step == total or stop:
                 logger.log(step, **info, seconds_per_step=time.perf_counter() - t0)
                 bar.update(step, after=info["return_after"])
-            if step % cfg.train.checkpoint_every == 0 or step == total or stop:
-                save()
-            if stop:
-                print(stop_message(step, cfg, run_dir), file=sys.stderr)
+            if checkpoint_or_stop(step, total, stop, cfg, run_dir, save):
                 break
         bar.close()
         for name, oracle in (("pretrained", False), ("oracle", True)):
