@@ -52,9 +52,10 @@ def test_overrides_are_typed():
 
 
 @pytest.mark.parametrize("override, message", [
-    ("train.meta_step=3", "unknown config key 'train.meta_step'"),
-    ("nosection.x=1", "unknown config key"),
-    ("train=3", "unknown config key"),
+    ("train.meta_step=3", "unknown config key 'train.meta_step'; did you mean 'train.meta_steps'"),
+    ("rl.kl=0.1", "did you mean 'rl.max_kl'"),
+    ("nosection.x=1", "unknown config key 'nosection.x'; keys are <section>.<name>, sections: task, model"),
+    ("train=3", "unknown config key 'train'; the keys of 'train' are: train.meta_steps, "),
     ("train.meta_steps=abc", "train.meta_steps must be int"),
     ("train.meta_steps=1.5", "train.meta_steps must be int"),
     ("algo.inner_lr=fast", "algo.inner_lr must be float"),

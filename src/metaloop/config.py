@@ -9,6 +9,7 @@ default; missing keys load as their defaults, so older files with every section 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -496,13 +497,27 @@ def set_value(config: Config, path: str, value: Any) -> None:
     target, parts = config, path.split(".")
     for part in parts[:-1]:
         if not dataclasses.is_dataclass(getattr(target, part, None)):
-            raise ConfigError(f"unknown config key {path!r}; known keys: {', '.join(known_keys())}")
+            raise ConfigError(_unknown_key(path))
         target = getattr(target, part)
     name = parts[-1]
     hints = get_type_hints(type(target))
     if name not in hints or dataclasses.is_dataclass(getattr(target, name)):
-        raise ConfigError(f"unknown config key {path!r}; known keys: {', '.join(known_keys())}")
+        raise ConfigError(_unknown_key(path))
     setattr(target, name, _coerce(path, value, hints[name]))
+
+
+def _unknown_key(path: str) -> str:
+    """The error for an unknown ``path``: the closest known keys, else its section's keys, else the sections."""
+    keys = known_keys()
+    close = difflib.get_close_matches(path, keys, n=3, cutoff=0.7)
+    if close:
+        return f"unknown config key {path!r}; did you mean {' or '.join(map(repr, close))}?"
+    section = path.split(".")[0] + "."
+    same = [k for k in keys if k.startswith(section)]
+    if same:
+        return f"unknown config key {path!r}; the keys of {section[:-1]!r} are: {', '.join(same)}"
+    sections = dict.fromkeys(k.split(".")[0] for k in keys if "." in k)
+    return f"unknown config key {path!r}; keys are <section>.<name>, sections: {', '.join(sections)}"
 
 
 def known_keys(obj=None, prefix: str = "") -> list[str]:
