@@ -58,6 +58,8 @@ def test_eval_set_changes_this_evaluation_only_and_refuses_training_keys(run_dir
     assert main(["eval", str(run_dir), "--set", "algo.inner_lr=0.5"]) == 2
     err = capsys.readouterr().err
     assert "eval --set cannot change algo.inner_lr" in err and "eval.max_steps" in err
+    assert main(["eval", str(run_dir), "--set", "eval.taks=7"]) == 2
+    assert "unknown config key 'eval.taks'; did you mean 'eval.tasks'" in capsys.readouterr().err
     assert (run_dir / "config.yaml").read_text() == config  # never rewritten by eval
 
 

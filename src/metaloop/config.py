@@ -458,6 +458,10 @@ EVAL_KEYS = ("eval.tasks", "eval.query", "eval.max_steps", "eval.seed", "eval.ep
 def _keys_within(overrides: list[str], allowed: tuple[str, ...], command: str) -> list[str]:
     """The keys of ``key=value`` overrides, refused with a clear error unless all are in ``allowed``."""
     keys = [item.split("=", 1)[0].strip() for item in overrides]
+    known = set(known_keys())
+    for key in keys:
+        if key not in known:
+            raise ConfigError(_unknown_key(key))
     refused = [k for k in keys if k not in allowed]
     if refused:
         raise ConfigError(f"{command} cannot change {', '.join(refused)} (the run's config.yaml fixes it); "
