@@ -5,7 +5,7 @@ import pytest
 from metaloop import checkpoint, train
 from metaloop.cli import main
 from metaloop.config import apply_overrides
-from metaloop.errors import ConfigError
+from metaloop.errors import ConfigError, UserError
 from metaloop.evaluation import evaluate, format_table
 from metaloop.evaluation_rl import evaluation_tasks
 from metaloop.presets import get_preset
@@ -67,6 +67,38 @@ def test_interrupted_and_resumed_run_ends_with_the_same_policy(tmp_path, monkeyp
     for name in ("pretrained", "oracle"):
         for k in a["baselines"][name]:
             assert (a["baselines"][name][k] == b["baselines"][name][k]).all()
+    assert (a["best"]["step"], a["best"]["return_after"]) == (b["best"]["step"], b["best"]["return_after"])
+
+
+def test_the_checkpoint_keeps_the_best_policy_and_eval_can_take_it(tmp_path):
+    run_dir = train.start(tiny("maml-nav2d", "baseline.pretrain_steps=0"), tmp_path / "run", progress=False)
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    top = max(rows, key=lambda r: r["return_after"])
+    best = checkpoint.load(train.checkpoint_path(run_dir))["best"]
+    assert best["return_after"] == pytest.approx(top["return_after"]) and best["step"] == top["step"] - 1
+    if best["step"] == 0:  # the policy that was sampled: the one before that meta-step's update
+        expected = checkpoint.load(train.checkpoint_path(run_dir))["scratch"]
+    else:
+        short = train.start(tiny("maml-nav2d", "baseline.pretrain_steps=0", f"train.meta_steps={best['step']}"),
+                            tmp_path / "short", progress=False)
+        expected = checkpoint.load(train.checkpoint_path(short))["learner"]
+    for k in expected:
+        assert (best["learner"][k] == expected[k]).all(), k
+    result = evaluate(run_dir, ["eval.checkpoint=best"])
+    assert (result["checkpoint"], result["meta_steps"]) == ("best", best["step"])
+    assert f"the best policy, after {best['step']} meta-steps" in format_table(result)
+    assert evaluate(run_dir)["meta_steps"] == 4
+
+
+def test_eval_of_the_best_policy_explains_a_run_without_one(tmp_path):
+    run_dir = train.start(tiny("maml-nav2d", "baseline.pretrain_steps=0"), tmp_path / "run", progress=False)
+    state = checkpoint.load(train.checkpoint_path(run_dir))
+    state.pop("best")  # a run trained before the best policy was kept
+    checkpoint.save_atomic(state, train.checkpoint_path(run_dir))
+    with pytest.raises(UserError, match="keeps no best policy"):
+        evaluate(run_dir, ["eval.checkpoint=best"])
+    with pytest.raises(ConfigError, match="eval.checkpoint=best exists for the MAML-RL task families"):
+        apply_overrides(get_preset("maml-sinusoid"), ["eval.checkpoint=best"])
 
 
 def test_resume_adds_baselines_to_a_run_trained_without_them(tmp_path, capsys):

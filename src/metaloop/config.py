@@ -128,6 +128,7 @@ class EvalConfig:
     val_tasks: int = 100  # validation tasks scored every train.eval_every meta-steps (Omniglot: 'val' characters)
     inner_batch: int = 0  # Reptile: support examples per test-time inner step; 0 = all
     paper_tasks: bool = False  # MAML-RL: the paper's own test goals (its test scripts' seeded draw), not eval.seed's
+    checkpoint: str = "last"  # MAML-RL: last | best (the policy with the highest post-update training return, the paper's pick)
 
 
 @dataclass
@@ -351,6 +352,9 @@ class Config:
             (not self.eval.paper_tasks or self.task.name in PAPER_TEST_FAMILIES,
              f"eval.paper_tasks: the MAML paper's test scripts have test tasks for {', '.join(PAPER_TEST_FAMILIES)}, "
              f"not {self.task.name!r}"),
+            (self.eval.checkpoint in ("last", "best"), f"eval.checkpoint must be 'last' or 'best', got {self.eval.checkpoint!r}"),
+            (self.eval.checkpoint == "last" or self.task.name in RL_TASKS,
+             "eval.checkpoint=best exists for the MAML-RL task families (their runs keep the best policy)"),
             (self.task.name not in RL_TASKS or self.algo.name in ("maml", "fomaml"),
              "RL task families run with algo.name maml or fomaml"),
         ]
@@ -450,7 +454,7 @@ RESUMABLE_KEYS = ("train.meta_steps", "train.max_minutes", "train.threads", "tra
 # Keys that ``metaloop eval RUN --set key=value`` may change for that evaluation alone (config.yaml
 # is left as it is): what is measured and on how many tasks, steps or episodes, never the trained run.
 EVAL_KEYS = ("eval.tasks", "eval.query", "eval.max_steps", "eval.seed", "eval.episodes", "eval.later_lr_scale",
-             "eval.inner_batch", "eval.paper_tasks",
+             "eval.inner_batch", "eval.paper_tasks", "eval.checkpoint",
              "dqn.eval_episodes", "dqn.eval_epsilon", "mgrl.eval_episodes", "mgrl.last_episodes",
              "dqn_meta.eval_budgets", "dqn_meta.eval_episodes")
 

@@ -153,8 +153,10 @@ def format_table(result: dict, steps=(0, 1, 5, 10)) -> str:
             lines.append(_paper_row(paper[name], steps))
     lines += [f"(paper: {name}, {ref['source']})" for name, ref in paper.items() if name in rows]
     if metric == "return":
-        lines.append(f"({result['preset']}, {result['meta_steps']} meta-steps, {result['support']} episodes "
-                     "per task and step, ± standard error)")
+        policy = (f"the best policy, after {result['meta_steps']} meta-steps (training return "
+                  f"{result['best_training_return_after']:.1f})" if result.get("checkpoint") == "best"
+                  else f"{result['meta_steps']} meta-steps")
+        lines.append(f"({result['preset']}, {policy}, {result['support']} episodes per task and step, ± standard error)")
         return "\n".join(lines)
     per, bar = ("points per task", "± standard error") if metric == "mse" else ("per class", "± 95% CI")
     lines.append(f"({result['preset']}, {result['meta_steps']} meta-steps, K={result['support']}, "

@@ -26,6 +26,7 @@ import math
 import torch
 
 from metaloop.config import Config
+from metaloop.errors import UserError
 from metaloop.references import paper_test_tasks
 from metaloop.train_rl import make_env, make_learner
 
@@ -38,11 +39,22 @@ def learner_name(cfg: Config) -> str:
     return cfg.algo.name
 
 
+def evaluated_policy(cfg: Config, state: dict) -> tuple[dict, int]:
+    """The meta-learned policy that ``eval.checkpoint`` names and its meta-step: the last, or the best
+    by post-update training return (the paper's pick, :mod:`metaloop.train_rl`)."""
+    if cfg.eval.checkpoint == "last":
+        return state["learner"], state["step"]
+    if state.get("best") is None:
+        raise UserError("eval.checkpoint=best: this run's checkpoint keeps no best policy (trained before "
+                        "metaloop tracked it, or no meta-step yet); evaluate its last policy")
+    return state["best"]["learner"], state["best"]["step"]
+
+
 def learners_of(cfg: Config, state: dict) -> dict:
-    """The run's meta-learned policy and the baselines it has, ready to adapt."""
+    """The run's meta-learned policy (``eval.checkpoint``) and the baselines it has, ready to adapt."""
     env = make_env(cfg)
     learner = make_learner(cfg, env)
-    learner.policy.load_state_dict(state["learner"])
+    learner.policy.load_state_dict(evaluated_policy(cfg, state)[0])
     learners = {learner_name(cfg): learner}
     baselines = state.get("baselines") or {}
     fine_tuned = {"pretrained": baselines.get("pretrained")}
@@ -84,7 +96,10 @@ def evaluate_rl(cfg: Config, state: dict) -> dict:
         curves[name] = {"return_after_steps": {str(s): m for s, m in enumerate(mean.tolist())},
                         "return_stderr": {str(s): e for s, e in enumerate(err.tolist())},
                         "returns_per_task": {str(s): [round(x, 2) for x in r] for s, r in enumerate(curve.tolist())}}
-    return {"preset": cfg.preset, "algorithm": own, "metric": "return", "meta_steps": state["step"],
+    meta_steps = evaluated_policy(cfg, state)[1]
+    best = {"best_training_return_after": state["best"]["return_after"]} if cfg.eval.checkpoint == "best" else {}
+    return {"preset": cfg.preset, "algorithm": own, "metric": "return", "meta_steps": meta_steps,
+            "checkpoint": cfg.eval.checkpoint, **best,
             "tasks": cfg.eval.tasks, "paper_tasks": cfg.eval.paper_tasks, "support": cfg.eval.episodes or cfg.rl.episodes,
             "query": cfg.eval.episodes or cfg.rl.episodes, "later_lr_scale": cfg.eval.later_lr_scale,
             **({"task_params": [[round(x, 4) for x in t] for t in tasks.tolist()]} if tasks.shape[1] <= _LISTED_TASK_DIM else {}),

@@ -9,6 +9,11 @@ then the paper's baselines, with metrics, checkpoints and resume.
 The run directory follows :mod:`metaloop.train` (config.yaml, metrics.jsonl, TensorBoard,
 checkpoints/last.pt written atomically). Resuming restores the policy, the task/sampling generator
 and the baselines trained so far. RL runs are single-process (no ``--nproc``).
+
+The checkpoint also keeps the best policy so far: the one whose adapted policies had the highest
+mean return on their meta-step's tasks (``return_after``; the policy as it was sampled, before that
+meta-step's update). "The model with the best average return during training was used for
+evaluation" (Finn et al. 2017, App. A.2); ``metaloop eval RUN --set eval.checkpoint=best`` does so.
 """
 
 from __future__ import annotations
@@ -72,7 +77,7 @@ def _run(cfg: Config, run_dir: Path, state: dict | None, progress: bool) -> Path
     learner = make_learner(cfg, env)
     scratch = {k: v.detach().clone() for k, v in learner.policy.state_dict().items()}
     generator = torch.Generator().manual_seed(cfg.seed)
-    step, baselines = 0, {}
+    step, baselines, best = 0, {}, None
     if state is not None:
         try:
             learner.policy.load_state_dict(state["learner"])
@@ -82,13 +87,13 @@ def _run(cfg: Config, run_dir: Path, state: dict | None, progress: bool) -> Path
             scratch = state["scratch"]
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             raise UserError(f"checkpoint of {run_dir} does not match its config.yaml ({exc})") from None
-        step, baselines = state["step"], state.get("baselines") or {}
+        step, baselines, best = state["step"], state.get("baselines") or {}, state.get("best")
 
     def save():
         checkpoint.save_atomic({
             "step": step, "learner": learner.policy.state_dict(), "task_rng": generator.get_state(),
             "optimizer": learner.optimizer.state_dict() if learner.optimizer is not None else None,
-            "scratch": scratch, "baselines": baselines}, checkpoint_path(run_dir))
+            "scratch": scratch, "baselines": baselines, "best": best}, checkpoint_path(run_dir))
 
     total = cfg.train.meta_steps
     logger = MetricsLogger(run_dir, resume_step=step if state is not None else None)
@@ -100,9 +105,12 @@ def _run(cfg: Config, run_dir: Path, state: dict | None, progress: bool) -> Path
         while step < total:
             step += 1
             t0 = time.perf_counter()
+            sampled = {k: v.detach().clone() for k, v in learner.policy.state_dict().items()}
             info = learner.meta_step(env.sample_tasks(cfg.train.meta_batch, generator), generator)
             if not all(map(math.isfinite, info.values())):
                 raise DivergedError(f"meta-step {step} produced {info}; stopped, the last checkpoint is kept")
+            if best is None or info["return_after"] > best["return_after"]:
+                best = {"step": step - 1, "return_after": info["return_after"], "learner": sampled}
             stop = budget.spent()
             if step % cfg.train.log_every == 0 or step == total or stop:
                 logger.log(step, **info, seconds_per_step=time.perf_counter() - t0)
