@@ -22,18 +22,22 @@ def plot_rl_run(cfg, state: dict, run_dir: Path, out: Path) -> list[Path]:
     files = []
     rows = read_metrics(run_dir / METRICS)
     if rows:
-        files.append(plot_meta_returns(rows, cfg.preset, out / "meta_returns.png"))
+        files.append(plot_meta_returns(rows, cfg.preset, out / "meta_returns.png", state.get("best")))
     if cfg.task.name == "nav2d" and not cfg.rl.oracle:
         files.append(plot_nav_paths(cfg, state, out / "paths.png"))
     return files
 
 
-def plot_meta_returns(rows: list[dict], preset: str, path: Path) -> Path:
-    """Mean return of the meta-batch before and after adaptation at every logged meta-step."""
+def plot_meta_returns(rows: list[dict], preset: str, path: Path, best: dict | None = None) -> Path:
+    """Mean return of the meta-batch before and after adaptation at every logged meta-step, and the
+    meta-step whose policy the run keeps as its best (:mod:`metaloop.train_rl`)."""
     fig, ax = plt.subplots(figsize=(6, 4))
     steps = [r["step"] for r in rows]
     ax.plot(steps, [r["return_before"] for r in rows], color="tab:gray", label="pre-update (θ)")
     ax.plot(steps, [r["return_after"] for r in rows], color="tab:blue", label="after one step (θ')")
+    if best is not None:
+        ax.scatter(best["step"] + 1, best["return_after"], marker="*", s=160, color="tab:red", zorder=3,
+                   label=f"best policy (after {best['step']} meta-steps)")
     ax.set_xlabel("meta-step (TRPO iteration)")
     ax.set_ylabel("mean return of the meta-batch")
     ax.set_title(f"{preset}: meta-training")
