@@ -11,6 +11,13 @@ RMSProp), one thread, median over repeats:
   and with η learned (mgrl).
 
     OMP_NUM_THREADS=1 python benchmarks/mgrl_speed.py [--env minatar-breakout | cartpole | breakout] [--repeats 30]
+    OMP_NUM_THREADS=1 python benchmarks/mgrl_speed.py --system-malloc   # glibc's default policy
+
+Like the CLI (and so every training run), the script first lets the process keep freed tensor memory
+(:func:`metaloop.allocator.keep_freed_memory`): the meta step's graph holds dozens of weight-sized
+tensors, and with glibc's defaults each is fresh memory that page-faults (~900 faults per Breakout
+meta update). Besides wall time it reports CPU time (``time.process_time``), which depends less
+on what else runs on a shared machine.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import time
 
 import torch
 
+from metaloop.allocator import keep_freed_memory
 from metaloop.learners import actor_critic as ac
 from metaloop.mgrl_run import make_agent, make_env, make_net, policy
 from metaloop.presets import get_preset
@@ -56,23 +64,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="minatar-breakout", help="preset suffix: cartpole, minatar-<game> or an Atari game (breakout, ...)")
     parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--system-malloc", action="store_true", help="leave glibc's mmap and trim thresholds alone")
     args = parser.parse_args()
+    kept = False if args.system_malloc else keep_freed_memory()
     torch.set_num_threads(1)
     cfg, *plain = setup(f"a2c-{args.env}")
     _, *meta = setup(f"mgrl-{args.env}")
-    times = {k: [] for k in ("plain update", "meta update", "plain iteration", "meta iteration")}
+    keys = ("plain update", "meta update", "plain iteration", "meta iteration")
+    wall, cpu = {k: [] for k in keys}, {k: [] for k in keys}
     for i in range(args.repeats + 1):  # interleaved, so that a busy machine slows both alike; round 0 warms up
-        for key, fn in zip(times, (plain[0], meta[0], plain[1], meta[1])):
-            t = time.perf_counter()
+        for key, fn in zip(keys, (plain[0], meta[0], plain[1], meta[1])):
+            t, c = time.perf_counter(), time.process_time()
             fn()
             if i:
-                times[key].append(time.perf_counter() - t)
-    med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"{args.env}, {cfg.mgrl.num_envs} envs × {cfg.mgrl.unroll} steps, 1 thread, median of {args.repeats}")
-    print(f"{'':<10}{'actor-critic':>14}{'meta-gradient':>15}{'ratio':>8}")
-    for name in ("update", "iteration"):
-        p, m = med[f"plain {name}"], med[f"meta {name}"]
-        print(f"{name:<10}{p * 1e3:>11.2f} ms{m * 1e3:>12.2f} ms{m / p:>7.2f}×")
+                wall[key].append(time.perf_counter() - t)
+                cpu[key].append(time.process_time() - c)
+    print(f"{args.env}, {cfg.mgrl.num_envs} envs × {cfg.mgrl.unroll} steps, 1 thread, median of {args.repeats}, "
+          f"freed memory kept: {kept}")
+    print(f"{'':<16}{'actor-critic':>14}{'meta-gradient':>15}{'ratio':>8}")
+    for clock, times in (("wall", wall), ("CPU", cpu)):
+        med = {k: statistics.median(v) for k, v in times.items()}
+        for name in ("update", "iteration"):
+            p, m = med[f"plain {name}"], med[f"meta {name}"]
+            print(f"{name + ', ' + clock:<16}{p * 1e3:>11.2f} ms{m * 1e3:>12.2f} ms{m / p:>7.2f}×")
 
 
 if __name__ == "__main__":
