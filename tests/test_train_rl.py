@@ -87,7 +87,10 @@ def test_the_checkpoint_keeps_the_best_policy_and_eval_can_take_it(tmp_path):
     result = evaluate(run_dir, ["eval.checkpoint=best"])
     assert (result["checkpoint"], result["meta_steps"]) == ("best", best["step"])
     assert f"the best policy, after {best['step']} meta-steps" in format_table(result)
+    assert json.loads((run_dir / "eval_best.json").read_text())["checkpoint"] == "best"
     assert evaluate(run_dir)["meta_steps"] == 4
+    assert json.loads((run_dir / "eval_best.json").read_text())["meta_steps"] == best["step"]  # not overwritten
+    assert json.loads((run_dir / "eval.json").read_text())["checkpoint"] == "last"
 
 
 def test_eval_of_the_best_policy_explains_a_run_without_one(tmp_path):

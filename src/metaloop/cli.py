@@ -202,7 +202,7 @@ def parser() -> argparse.ArgumentParser:
     run_options(d, preset_required=False)
     d.set_defaults(func=cmd_demo)
 
-    e = sub.add_parser("eval", help="evaluate a run on unseen tasks (writes RUN_DIR/eval.json)")
+    e = sub.add_parser("eval", help="evaluate a run on unseen tasks (writes RUN_DIR/eval.json; eval_best.json with --set eval.checkpoint=best)")
     e.add_argument("run_dir")
     e.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     e.add_argument("--set", action="append", metavar="KEY=VALUE",

@@ -23,6 +23,7 @@ from metaloop.tasks import TaskBatch
 from metaloop.train import load_run
 
 EVAL_JSON = "eval.json"
+EVAL_BEST_JSON = "eval_best.json"  # eval.checkpoint=best: beside the last policy's eval.json, not over it
 CHUNK = 250  # tasks per batched evaluation call: bounds memory, keeps each call fully batched
 
 
@@ -79,7 +80,8 @@ def _finite(x: float) -> float | None:
 
 
 def evaluate(run_dir: Path, overrides: list[str] = ()) -> dict:
-    """Evaluate a run, write ``eval.json`` into it, and return the result.
+    """Evaluate a run, write ``eval.json`` into it (``eval_best.json`` for ``eval.checkpoint=best``),
+    and return the result.
 
     Keys: ``preset``, ``algorithm``, ``metric`` ("mse" or "accuracy"), ``meta_steps``, ``tasks``,
     ``support``, ``query``; for MSE ``mse_after_steps`` / ``mse_stderr``, for accuracy
@@ -103,7 +105,7 @@ def evaluate(run_dir: Path, overrides: list[str] = ()) -> dict:
     else:
         result = _evaluate_supervised(cfg, state)
     result.update(paper_json(cfg.preset))
-    checkpoint.write_json_atomic(result, run_dir / EVAL_JSON)
+    checkpoint.write_json_atomic(result, run_dir / (EVAL_BEST_JSON if cfg.eval.checkpoint == "best" else EVAL_JSON))
     return result
 
 
