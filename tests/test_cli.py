@@ -1,8 +1,11 @@
 import json
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
+import torch
 
 from metaloop.cli import main
 
@@ -108,3 +111,25 @@ def test_module_entry_point_prints_no_traceback():
     proc = subprocess.run([sys.executable, "-m", "metaloop", "train", "nope"], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "unknown preset 'nope'" in proc.stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_a_run_cleanly_and_it_resumes(tmp_path, signum):
+    """kill (SIGTERM) and Ctrl-C, even for a run started with SIGINT ignored (`nohup ... &`), stop
+    without a traceback; the last checkpoint resumes."""
+    run = tmp_path / "r"
+    ignore_sigint = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if signum == signal.SIGINT else None
+    proc = subprocess.Popen([sys.executable, "-m", "metaloop", "train", "maml-sinusoid", "--run-dir", str(run),
+                             "--quiet", "--set", "train.meta_steps=1000000", "--set", "train.checkpoint_every=5", "--set", "train.log_every=5",
+                             "--set", "model.hidden=8,8", "--set", "baseline.pretrain_steps=0"],
+                            stderr=subprocess.PIPE, text=True, preexec_fn=ignore_sigint)
+    metrics, deadline = run / "metrics.jsonl", time.monotonic() + 120
+    while not (metrics.exists() and metrics.read_text().count("\n") >= 2) and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.1)
+    proc.send_signal(signum)
+    stderr = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "interrupted; the last checkpoint is intact" in stderr
+    step = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["step"]
+    assert main(["train", "--resume", str(run), "--quiet", "--set", f"train.meta_steps={step + 5}"]) == 0

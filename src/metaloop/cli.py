@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -223,9 +225,22 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _stop_on_signals() -> None:
+    """SIGTERM (``kill``, schedulers, torchrun stopping its workers) stops a run as Ctrl-C does, and
+    SIGINT is restored where the shell started us with it ignored (``nohup cmd &``): either way the
+    run directory keeps its last checkpoint and says how to resume."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
+        signal.signal(signal.SIGTERM, interrupt)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     keep_freed_memory()
+    _stop_on_signals()
     try:
         with distributed.process_group():
             args.func(args)
