@@ -31,11 +31,11 @@ iterations as MAML, in the MAML run or on their own (``pretrained-<family>``, ``
 - Environment: both half-cheetah families run the paper's rllab half-cheetah as
   :mod:`metaloop.envs.locomotion` models it (one 0.01-s physics step per action, the centre-of-mass
   velocity, rllab's start state) with the MAML code's Xavier-initialised policy
-  (docs/results/maml_rl.md, sessions 21-22): cheetah-vel came within 2 of the paper's curve on one
-  seed (11 lower after one step on a second), and second-order cheetah-dir reached 403.3 after one
-  step at 100 meta-steps on one seed (Gymnasium's settings: 197.9), 207.5 on average over four
-  (the weak seeds adapt well to one direction only); first order, given 300 meta-steps, 313.1 on
-  average over six. The ant
+  (docs/results/maml_rl.md, sessions 21-28): cheetah-vel's five seeds average -83.6 after one step
+  at the paper's 475 meta-steps and -79.4 at a 2-hour budget (paper -78.6); second-order cheetah-dir
+  reached 403.3 after one step at 100 meta-steps on one seed (Gymnasium's settings: 197.9), 207.5 on
+  average over four (the weak seeds adapt well to one direction only), 264.4 at 200; first order,
+  given 300 meta-steps, 313.1 on average over six. The ant
   families keep Gymnasium v5's step, root velocity and start state: rllab's ant model (0.02-s step)
   is not reproduced by ``rl.frame_skip``.
 """
