@@ -120,16 +120,19 @@ def test_a_signal_stops_a_run_cleanly_and_it_resumes(tmp_path, signum):
     run = tmp_path / "r"
     ignore_sigint = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if signum == signal.SIGINT else None
     proc = subprocess.Popen([sys.executable, "-m", "metaloop", "train", "maml-sinusoid", "--run-dir", str(run),
-                             "--quiet", "--set", "train.meta_steps=1000000", "--set", "train.checkpoint_every=5", "--set", "train.log_every=5",
-                             "--set", "model.hidden=8,8", "--set", "baseline.pretrain_steps=0"],
+                             "--quiet", "--set", "train.meta_steps=1000000", "--set", "train.checkpoint_every=5",
+                             "--set", "train.log_every=5", "--set", "model.hidden=8,8", "--set", "baseline.pretrain_steps=0"],
                             stderr=subprocess.PIPE, text=True, preexec_fn=ignore_sigint)
-    metrics, deadline = run / "metrics.jsonl", time.monotonic() + 300
-    while not (metrics.exists() and metrics.read_text().count("\n") >= 2):
-        assert proc.poll() is None, proc.stderr.read()
-        assert time.monotonic() < deadline, "the run logged nothing in 300 s"
-        time.sleep(0.1)
-    proc.send_signal(signum)
-    stderr = proc.communicate(timeout=60)[1]
+    try:
+        metrics, deadline = run / "metrics.jsonl", time.monotonic() + 300
+        while not (metrics.exists() and metrics.read_text().count("\n") >= 2):
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline, "the run logged nothing in 300 s"
+            time.sleep(0.1)
+        proc.send_signal(signum)
+        stderr = proc.communicate(timeout=60)[1]
+    finally:
+        proc.kill()  # no stray training when an assertion above fails (a no-op once it has exited)
     assert proc.returncode == 130 and "Traceback" not in stderr, stderr
     assert "interrupted; the last checkpoint is intact" in stderr, stderr
     step = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["step"]
