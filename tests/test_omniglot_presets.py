@@ -26,8 +26,9 @@ def test_omniglot_presets_follow_the_papers():
     assert (maml20.algo.inner_lr, maml20.algo.inner_steps, maml20.train.meta_batch) == (0.1, 5, 16)
     imaml = get_preset("imaml-omniglot-20w5s")
     assert (imaml.algo.lam, imaml.algo.cg_steps, imaml.algo.inner_steps, imaml.task.support) == (2.0, 5, 25, 5)
-    assert imaml.train.outer_eps == 1e-3 and maml5.train.outer_eps == 1e-8  # iMAML code's Adam ε; PyTorch's default
-    assert build.outer_optimizer(imaml, [torch.zeros(1, requires_grad=True)]).defaults["eps"] == 1e-3
+    assert (imaml.algo.inner_solver, imaml.algo.cg_matrix, imaml.model.init_gain) == ("gd_pullback", "code", 1.73)
+    assert imaml.train.outer_eps == 1e-8 and imaml.task.query == 15  # the 2-hour run's deviations from the code
+    assert build.outer_optimizer(imaml, [torch.zeros(1, requires_grad=True)]).defaults["eps"] == 1e-8
     reptile = get_preset("reptile-omniglot-5w1s")  # openai/supervised-reptile's transductive 1-shot 5-way command
     assert (reptile.task.train_support, reptile.algo.inner_batch, reptile.algo.inner_steps, reptile.algo.inner_lr,
             reptile.train.outer_lr, reptile.train.meta_batch, reptile.train.meta_steps) == (15, 25, 3, 0.001, 1.0, 10, 100000)
