@@ -39,6 +39,8 @@ def test_omniglot_presets_follow_the_papers():
     assert get_preset("reptile-omniglot-5w5s").algo.inner_optimizer == "adam"
     assert maml5.task.train_support == 0 and maml5.algo.inner_batch == 0
     assert maml5.eval.tasks == 600 and maml5.baseline.pretrain_steps == 0
+    # test classes as each paper's code draws them: MAML's and iMAML's rotate, Reptile's stay upright
+    assert maml5.eval.rotations and imaml.eval.rotations and not reptile.eval.rotations
 
 
 def test_missing_data_is_one_line_and_leaves_no_run_directory(tmp_path, capsys):
@@ -59,6 +61,10 @@ def test_train_eval_plot_on_real_omniglot(tmp_path, capsys):
     result = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert result["metric"] == "accuracy" and set(result["accuracy_after_steps"]) == {"0", "1", "2", "3"}
     assert all(0 <= a <= 100 for a in result["accuracy_after_steps"].values())
+    assert result["test_rotations"] is True
+    assert main(["eval", str(run), "--json", "--set", "eval.rotations=false"]) == 0
+    upright = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert upright["test_rotations"] is False and upright["accuracy_after_steps"] != result["accuracy_after_steps"]
     assert main(["plot", str(run)]) == 0
     assert (run / "figures" / "accuracy_vs_steps.png").is_file()
 

@@ -15,13 +15,16 @@ from metaloop.tasks import FewShotImages, Sinusoid
 
 
 def task_distribution(cfg: Config, split: str = "train"):
-    """Training tasks, or with ``split='test'`` the evaluation tasks (for Omniglot: the 423 held-out
-    characters, without rotations)."""
+    """Training tasks, or with ``split='test'`` / ``'val'`` the evaluation / validation tasks (for
+    Omniglot: the 423 / 100 held-out characters, upright, or with ``eval.rotations`` each class a
+    distinct character at a random multiple of 90°, as MAML's code evaluates)."""
     if cfg.task.name == "omniglot":
         from metaloop.data import omniglot
 
         images = omniglot.load(cfg.task.root).split(split)
-        return FewShotImages(images, cfg.task.ways, rotations=split == "train")
+        if split == "train":
+            return FewShotImages(images, cfg.task.ways)
+        return FewShotImages(images, cfg.task.ways, rotations=cfg.eval.rotations, distinct_characters=True)
     return Sinusoid(amplitude=cfg.task.amplitude, phase=cfg.task.phase, x_range=cfg.task.x_range)
 
 

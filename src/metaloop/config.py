@@ -128,6 +128,7 @@ class EvalConfig:
     val_tasks: int = 100  # validation tasks scored every train.eval_every meta-steps (Omniglot: 'val' characters)
     inner_batch: int = 0  # Reptile: support examples per test-time inner step; 0 = all
     paper_tasks: bool = False  # MAML-RL: the paper's own test goals (its test scripts' seeded draw), not eval.seed's
+    rotations: bool = False  # Omniglot: test/val classes at random multiples of 90° (MAML's code); False: upright
     checkpoint: str = "last"  # MAML-RL: last | best (the policy with the highest post-update training return, the paper's pick)
 
 
@@ -454,7 +455,7 @@ RESUMABLE_KEYS = ("train.meta_steps", "train.max_minutes", "train.threads", "tra
 # Keys that ``metaloop eval RUN --set key=value`` may change for that evaluation alone (config.yaml
 # is left as it is): what is measured and on how many tasks, steps or episodes, never the trained run.
 EVAL_KEYS = ("eval.tasks", "eval.query", "eval.max_steps", "eval.seed", "eval.episodes", "eval.later_lr_scale",
-             "eval.inner_batch", "eval.paper_tasks", "eval.checkpoint",
+             "eval.inner_batch", "eval.paper_tasks", "eval.checkpoint", "eval.rotations",
              "dqn.eval_episodes", "dqn.eval_epsilon", "mgrl.eval_episodes", "mgrl.last_episodes",
              "dqn_meta.eval_budgets", "dqn_meta.eval_episodes")
 

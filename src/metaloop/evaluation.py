@@ -116,9 +116,10 @@ def _evaluate_supervised(cfg: Config, state: dict) -> dict:
     for name, learner in learners_of(cfg, state).items():
         with at_test_time(learner, cfg):
             curves[name] = adaptation_scores(learner, tasks, cfg.eval.max_steps, metric, fn)
+    protocol = {"test_rotations": cfg.eval.rotations} if cfg.task.name == "omniglot" else {}
     return {"preset": cfg.preset, "algorithm": cfg.algo.name, "metric": metric, "meta_steps": state["step"],
-              "tasks": cfg.eval.tasks, "support": cfg.task.support, "query": cfg.eval.query,
-              **curves.pop(cfg.algo.name), "baselines": curves}
+            "tasks": cfg.eval.tasks, "support": cfg.task.support, "query": cfg.eval.query, **protocol,
+            **curves.pop(cfg.algo.name), "baselines": curves}
 
 
 def format_table(result: dict, steps=(0, 1, 5, 10)) -> str:
@@ -161,8 +162,9 @@ def format_table(result: dict, steps=(0, 1, 5, 10)) -> str:
         lines.append(f"({result['preset']}, {policy}, {result['support']} episodes per task and step, ± standard error)")
         return "\n".join(lines)
     per, bar = ("points per task", "± standard error") if metric == "mse" else ("per class", "± 95% CI")
+    classes = {True: ", test classes rotated", False: ", upright test characters"}.get(result.get("test_rotations"), "")
     lines.append(f"({result['preset']}, {result['meta_steps']} meta-steps, K={result['support']}, "
-                 f"{result['query']} query {per}, {bar})")
+                 f"{result['query']} query {per}{classes}, {bar})")
     return "\n".join(lines)
 
 

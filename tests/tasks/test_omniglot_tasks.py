@@ -25,9 +25,9 @@ def find(images, image):
     return hits[0]
 
 
-@pytest.mark.parametrize("rotations", [True, False])
-def test_examples_are_distinct_drawings_of_their_labelled_class(images, rotations):
-    dist = ml.FewShotImages(images, ways=3, rotations=rotations)
+@pytest.mark.parametrize("rotations,distinct", [(True, False), (False, False), (True, True), (False, True)])
+def test_examples_are_distinct_drawings_of_their_labelled_class(images, rotations, distinct):
+    dist = ml.FewShotImages(images, ways=3, rotations=rotations, distinct_characters=distinct)
     batch = dist.sample(4, support=2, query=2, generator=torch.Generator().manual_seed(1))
     assert batch.support_x.shape == (4, 6, 1, 8, 8) and batch.query_x.shape == (4, 6, 1, 8, 8)
     assert batch.support_x.dtype == torch.float32 and batch.support_y.dtype == torch.int64
@@ -52,6 +52,25 @@ def test_rotations_make_four_classes_per_character(images):
     assert dist.num_classes == 4 * CHARACTERS
     classes = dist.sample(200, 1, 1, generator=torch.Generator().manual_seed(0)).info["classes"]
     assert set(classes.flatten().tolist()) == set(range(4 * CHARACTERS))
+
+
+def test_distinct_characters_rotate_each_class_on_its_own(images):
+    """MAML's code's tasks: no two classes of one character, every rotation drawn for every character."""
+    dist = ml.FewShotImages(images, ways=CHARACTERS, distinct_characters=True)
+    classes = dist.sample(300, 1, 1, generator=torch.Generator().manual_seed(0)).info["classes"]
+    characters = classes % CHARACTERS
+    assert (characters.sort(1).values == torch.arange(CHARACTERS)).all()  # all 6 characters, once each
+    assert set(classes.flatten().tolist()) == set(range(4 * CHARACTERS))
+    with pytest.raises(ValueError, match="ways"):
+        ml.FewShotImages(images, ways=CHARACTERS + 1, distinct_characters=True)
+
+
+def test_upright_distinct_characters_draw_the_former_upright_tasks(images):
+    """Upright evaluation tasks stay the draws they were before rotated evaluation existed."""
+    a = ml.FewShotImages(images, ways=4, rotations=False).sample(5, 1, 2, generator=torch.Generator().manual_seed(3))
+    b = ml.FewShotImages(images, ways=4, rotations=False, distinct_characters=True).sample(
+        5, 1, 2, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a.support_x, b.support_x) and torch.equal(a.query_x, b.query_x)
 
 
 def test_same_generator_same_tasks(images):

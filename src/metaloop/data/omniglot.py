@@ -20,6 +20,8 @@ with Python's ``random.seed(1)`` after ``os.listdir``, whose order depends on th
 exact split cannot be recovered. Ours is deterministic everywhere: sort the characters by ID, permute
 them with ``numpy.random.RandomState(1).permutation`` (a stream NumPy keeps frozen across versions),
 and take the first 1100 for training, the next 100 for validation and the rest for testing.
+Rotations by 90° make new classes of the training characters, and of the test characters too where
+``eval.rotations`` says so (MAML's and iMAML's code: :mod:`metaloop.tasks.omniglot`).
 """
 
 from __future__ import annotations

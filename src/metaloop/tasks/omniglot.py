@@ -3,8 +3,11 @@
 A task picks N classes, then K support and Q query drawings of each, all distinct. With
 ``rotations`` every character seen at 0°, 90°, 180° and 270° is a class of its own (Santoro et al.
 2016; MAML), so 1200 training characters give 4800 classes, and two rotations of one character may
-meet in a task as two classes (as in Reptile's code; MAML's code gives each character one rotation). A whole meta-batch is drawn with a few
-tensor ops (random keys + ``argsort``, one gather, four masked ``rot90``), never a loop over images.
+meet in a task as two classes (as in Reptile's code). With ``distinct_characters`` a task's classes are
+distinct characters, each at its own random multiple of 90° (MAML's code, training and test alike: its
+test tasks are the 423 test characters "plus rotations", as Snell et al. 2017 put it). A whole
+meta-batch is drawn with a few tensor ops (random keys + ``argsort``, one gather, four masked
+``rot90``), never a loop over images.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ class FewShotImages:
     images: Tensor
     ways: int = 5
     rotations: bool = True
+    distinct_characters: bool = False  # with rotations: one random rotation per class, never two of a character
 
     def __post_init__(self):
         if self.images.dim() != 4 or self.images.dtype != torch.uint8:
@@ -37,8 +41,9 @@ class FewShotImages:
                              f"{self.images.dtype}")
         if self.rotations and self.images.shape[2] != self.images.shape[3]:
             raise ValueError("rotations by 90° need square images")
-        if not 1 <= self.ways <= self.num_classes:
-            raise ValueError(f"ways must be in 1..{self.num_classes} (the classes available), got {self.ways}")
+        limit = self.images.shape[0] if self.distinct_characters else self.num_classes
+        if not 1 <= self.ways <= limit:
+            raise ValueError(f"ways must be in 1..{limit} (the classes available), got {self.ways}")
 
     @property
     def num_classes(self) -> int:
@@ -52,7 +57,13 @@ class FewShotImages:
         if per_class > drawings:
             raise ValueError(f"support + query = {per_class} exceeds the {drawings} drawings per character")
         # Distinct classes per task, then distinct drawings per class: the first entries of random orders.
-        classes = torch.rand(tasks, self.num_classes, generator=generator).argsort(1)[:, :self.ways]
+        if self.distinct_characters:
+            picked = torch.rand(tasks, characters, generator=generator).argsort(1)[:, :self.ways]
+            classes = picked  # upright: the same draws as before the option existed
+            if self.rotations:
+                classes = classes + characters * torch.randint(0, 4, (tasks, self.ways), generator=generator)
+        else:
+            classes = torch.rand(tasks, self.num_classes, generator=generator).argsort(1)[:, :self.ways]
         draws = torch.rand(tasks, self.ways, drawings, generator=generator).argsort(2)[..., :per_class]
         character, rotation = classes % characters, classes // characters
         x = self.images[character.unsqueeze(-1), draws]  # (tasks, ways, per_class, H, W)
