@@ -58,8 +58,8 @@ class FewShotImages:
             raise ValueError(f"support + query = {per_class} exceeds the {drawings} drawings per character")
         # Distinct classes per task, then distinct drawings per class: the first entries of random orders.
         if self.distinct_characters:
-            picked = torch.rand(tasks, characters, generator=generator).argsort(1)[:, :self.ways]
-            classes = picked  # upright: the same draws as before the option existed
+            # upright, these are the draws of the plain upright sampler below (tested)
+            classes = torch.rand(tasks, characters, generator=generator).argsort(1)[:, :self.ways]
             if self.rotations:
                 classes = classes + characters * torch.randint(0, 4, (tasks, self.ways), generator=generator)
         else:
