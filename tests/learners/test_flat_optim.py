@@ -37,6 +37,28 @@ def test_flat_step_equals_torch_optim_with_clipping(name, eps, max_norm):
         torch.testing.assert_close(q, p.detach(), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("name, eps", [("adam", 1e-8), ("rmsprop", 0.01), ("rmsprop_dm", 0.01)])
+def test_dead_weights_match_torch_optim_exactly(name, eps):
+    """Weights whose gradient is always 0 (second moment exactly 0) or dies out (moments decaying into
+    float32 denormals): the clamped square root gives torch.optim's parameters bit for bit."""
+    ref = [torch.ones(4096, requires_grad=True)]
+    flat_params = [torch.ones(4096, requires_grad=True)]
+    opt = make_optimizer(name, ref, lr=1e-3, alpha=0.5, eps=eps)  # ρ = 0.5: denormal within ~130 steps
+    flat = FlatOptimizer(name, flatten_(flat_params), lr=1e-3, alpha=0.5, eps=eps)
+    g = torch.Generator().manual_seed(0)
+    for step in range(140):
+        grad = torch.randn(4096, generator=g)
+        grad[:1024] = 0.0  # never a gradient
+        if step >= 10:
+            grad[1024:2048] = 0.0  # dead after 10 steps
+        ref[0].grad = grad.clone()
+        opt.step()
+        flat.step([grad])
+    if name != "adam":  # Adam's β₂ = 0.999 keeps its v normal here
+        assert 0 < flat.buffers["square_avg"][1024:2048].max() < torch.finfo(torch.float32).tiny
+    assert torch.equal(flat_params[0], ref[0].detach())
+
+
 def test_flatten_makes_views_that_follow_the_buffer():
     params = _params()
     before = [p.detach().clone() for p in params]
