@@ -10,7 +10,9 @@ spaceinvaders: the dqn-spaceinvaders preset (Nature) against SB3's DQN on its At
 (``make_atari_env`` + ``VecFrameStack(4)``) with the same values, except a 100k replay and 1000
 random steps first, so that a short run is mostly training. Both use one torch thread and one
 environment (``--threads 2``: two for both); runs alternate (metaloop, SB3, metaloop, ...) so
-both see the same machine load.
+both see the same machine load. metaloop runs with denormals flushed to zero, as its CLI does
+(:mod:`metaloop.denormals`), SB3 with PyTorch's default; ``--denormals`` adds the other way round
+of each.
 
 Reported: agent steps per second of wall time over the whole run and over the training part
 alone (after ``learning_starts``; what the issue's targets compare), and steps per CPU-second of
@@ -26,12 +28,14 @@ import json
 import statistics
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 
 from metaloop import dqn_run
 from metaloop.config import apply_overrides
+from metaloop.denormals import flushed_denormals
 from metaloop.logging import METRICS, read_metrics
 from metaloop.presets import get_preset
 
@@ -103,16 +107,23 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads of both contenders")
     p.add_argument("--json", help="also write the numbers here")
     p.add_argument("--no-sb3", action="store_true", help="metaloop alone (to compare two checkouts; minatar-breakout needs it)")
+    p.add_argument("--denormals", action="store_true",
+                   help="also run metaloop with denormals kept and SB3 with them flushed (both ways each)")
     args = p.parse_args()
     if args.task == "minatar-breakout" and not args.no_sb3:
         p.error("minatar-breakout has no SB3 counterpart here; add --no-sb3")
-    contenders = (("metaloop", metaloop_run),) + (() if args.no_sb3 else (("sb3", sb3_run),))
-    results = {name: [] for name, _ in contenders}
+    # (name, run, flush denormals): metaloop as its CLI runs, SB3 as users run it (PyTorch's default)
+    contenders = [("metaloop", metaloop_run, True)] + ([] if args.no_sb3 else [("sb3", sb3_run, False)])
+    if args.denormals:
+        contenders += [("metaloop, denormals kept", metaloop_run, False)]
+        contenders += [] if args.no_sb3 else [("sb3, denormals flushed", sb3_run, True)]
+    results = {name: [] for name, _, _ in contenders}
     for r in range(args.repeats):
-        for name, fn in contenders:
-            total, learning, cpu = fn(args.task, args.steps, seed=r, threads=args.threads)
+        for name, fn, flush in contenders:
+            with flushed_denormals() if flush else nullcontext():
+                total, learning, cpu = fn(args.task, args.steps, seed=r, threads=args.threads)
             results[name].append({"total": total, "learning": learning, "cpu": cpu})
-            print(f"{name:9s} repeat {r}: {total:7.0f} steps/s overall, {learning:7.0f} steps/s while learning, "
+            print(f"{name:24s} repeat {r}: {total:7.0f} steps/s overall, {learning:7.0f} steps/s while learning, "
                   f"{cpu:7.0f} steps per CPU-second", flush=True)
     keys = ("total", "learning", "cpu")
     med = {n: {k: statistics.median(x[k] for x in v) for k in keys} for n, v in results.items()}
@@ -123,6 +134,9 @@ def main() -> None:
         print(f"| {name} | " + " | ".join(f"{med[name][k]:.0f}" for k in keys) + " |")
     if "sb3" in med:
         print("| ratio metaloop / SB3 | " + " | ".join(f"{med['metaloop'][k] / med['sb3'][k]:.2f}×" for k in keys) + " |")
+    if "sb3, denormals flushed" in med:
+        print("| ratio metaloop / SB3 with denormals flushed | "
+              + " | ".join(f"{med['metaloop'][k] / med['sb3, denormals flushed'][k]:.2f}×" for k in keys) + " |")
     if args.json:
         Path(args.json).write_text(json.dumps({"task": args.task, "steps": args.steps, "threads": args.threads, "runs": results,
                                                "median": med}, indent=1))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from metaloop import distributed
 from metaloop.allocator import keep_freed_memory
+from metaloop.denormals import flushed_denormals
 from metaloop.errors import UserError
 
 DEMO_PRESET = "maml-sinusoid"
@@ -242,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()
     _stop_on_signals()
     try:
-        with distributed.process_group():
+        with distributed.process_group(), flushed_denormals():
             args.func(args)
     except UserError as exc:
         if os.environ.get("RANK", "0") == "0":  # every rank raises the same error; one says it
