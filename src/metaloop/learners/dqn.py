@@ -163,6 +163,12 @@ def make_optimizer(name: str, parameters, lr: float, alpha: float = 0.95, eps: f
     raise ValueError(f"unknown optimizer {name!r}; choose one of {OPTIMIZERS}")
 
 
+def relu_backward(grad: Tensor, out: Tensor) -> Tensor:
+    """``grad ⊙ [out > 0]`` through ReLU's output ``out``, as autograd's ReLU backward computes it: one
+    kernel, ~10× faster on CPU than multiplying by the boolean mask (which converts it first)."""
+    return torch.ops.aten.threshold_backward(grad, out, 0)
+
+
 def mlp_q_regression_grads(layers: list[tuple[Tensor, Tensor]], o_tm1: Tensor, a_tm1: Tensor, y_t: Tensor,
                            huber_delta: float = 1.0) -> tuple[Tensor, list[Tensor]]:
     """:func:`q_regression_loss` and its gradient for a ReLU MLP, by hand (no autograd graph).
@@ -189,7 +195,7 @@ def mlp_q_regression_grads(layers: list[tuple[Tensor, Tensor]], o_tm1: Tensor, a
         for i in range(len(layers) - 1, -1, -1):
             grads += [dz.sum(0), dz.t().mm(h[i])]
             if i > 0:
-                dz = dz.mm(layers[i][0]).mul_(h[i] > 0)
+                dz = relu_backward(dz.mm(layers[i][0]), h[i])
         return loss, grads[::-1]
 
 
@@ -239,8 +245,8 @@ def minatar_q_regression_grads(conv: list[Tensor], o_tm1: Tensor, a_tm1: Tensor,
         td = y_t - q.gather(-1, index).squeeze(-1)
         loss = huber(td, huber_delta).mean()
         dq = torch.zeros_like(q).scatter_(-1, index, td.clamp(-huber_delta, huber_delta).neg_().div_(len(td)).unsqueeze(-1))
-        dz2 = dq.mm(w2).mul_(h2 > 0)
+        dz2 = relu_backward(dq.mm(w2), h2)
         filters, c, k = wc.shape[0], wc.shape[1], wc.shape[-1]
-        dz1 = dz2.mm(w1).view(len(q), filters, -1).transpose(1, 2).reshape(-1, filters).mul_(h1 > 0)
+        dz1 = relu_backward(dz2.mm(w1).view(len(q), filters, -1).transpose(1, 2).reshape(-1, filters), h1)
         dwc = cols.t().mm(dz1).view(k, k, c, filters).permute(3, 2, 0, 1)
         return loss, [dwc, dz1.sum(0), dz2.t().mm(feat), dz2.sum(0), dq.t().mm(h2), dq.sum(0)]

@@ -26,7 +26,7 @@ from torch.func import functional_call, grad, vmap
 
 from metaloop.functional import Params, detach
 from metaloop.learners.adam import AdamState, adam_step
-from metaloop.learners.dqn import crossed, dqn_loss, linear_epsilon
+from metaloop.learners.dqn import crossed, dqn_loss, linear_epsilon, relu_backward
 from metaloop.nn.qnets import QNetwork, mlp_layers
 from metaloop.rl.replay import Transitions
 
@@ -151,7 +151,7 @@ def mlp_dqn_grads_tasks(layers: list[tuple[Tensor, Tensor]], target_layers: list
         for i in range(len(layers) - 1, -1, -1):
             grads += [dz.sum(1), dz.transpose(1, 2).bmm(h[i])]
             if i > 0:
-                dz = dz.bmm(layers[i][0]).mul_(h[i] > 0)
+                dz = relu_backward(dz.bmm(layers[i][0]), h[i])
         return grads[::-1]
 
 
