@@ -1,5 +1,7 @@
 """The DQN environment adapters: true next observations at episode ends, restarts, ALE frame stacks."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -25,6 +27,39 @@ def test_cartpole_batch_puts_the_final_observation_back():
         ended += len(out.episode_returns)
     assert ended > 5
     env.close()
+
+
+@pytest.mark.parametrize("env_id, num_envs", [("CartPole-v1", 3), ("MinAtar/Breakout-v0", 2)])
+def test_the_loop_steps_exactly_as_gymnasiums_sync_vector_env(env_id, num_envs):
+    """Same seeds, same actions: the same observations, rewards, ends and final observations as
+    ``SyncVectorEnv`` in same-step autoreset mode, over several episodes."""
+    gym = pytest.importorskip("gymnasium")
+    if env_id.startswith("MinAtar"):
+        pytest.importorskip("minatar")
+    from gymnasium.vector import AutoresetMode
+
+    ours = make_vec_env(env_id, num_envs)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is out of date.*")
+        ref = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync",
+                           vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP})
+    assert np.array_equal(ours.reset(seed=7), ref.reset(seed=7)[0])
+    rng = np.random.default_rng(0)
+    ends = 0
+    for _ in range(400):
+        actions = rng.integers(0, ours.num_actions, num_envs)
+        out = ours.step(actions)
+        obs, reward, terminated, truncated, info = ref.step(actions)
+        ended = terminated | truncated
+        assert np.array_equal(out.obs, obs) and out.obs.dtype == obs.dtype
+        assert np.array_equal(out.reward, reward.astype(np.float32))
+        assert np.array_equal(out.terminated, terminated) and np.array_equal(out.restarted, ended)
+        for i in range(num_envs):
+            assert np.array_equal(out.next_obs[i], info["final_obs"][i] if ended[i] else obs[i])
+        ends += int(ended.sum())
+    assert ends >= 3
+    ours.close()
+    ref.close()
 
 
 @pytest.mark.parametrize("env_id", ["Nope-v0", "ALE/NotAGame-v5", "Pendulum-v1"])

@@ -2,12 +2,12 @@
 
 :func:`make_vec_env` picks the adapter from the id: ``ALE/<Game>-v5`` runs on ale-py's own
 C++ vector environment (:mod:`metaloop.envs.atari`), ``MinAtar/<Game>-v0|v1`` and every other
-Gymnasium id (classic control: ``CartPole-v1``, ``Acrobot-v1``, ...) on a Gymnasium
-``SyncVectorEnv``. Every adapter returns a :class:`VecStep` per batch step, with the same
-semantics the replay memory needs:
+Gymnasium id (classic control: ``CartPole-v1``, ``Acrobot-v1``, ...) on Gymnasium environments
+stepped in a loop (:class:`GymVecEnv`). Every adapter returns a :class:`VecStep` per batch step,
+with the same semantics the replay memory needs:
 
 - ``next_obs`` is the *true* next observation of the transition: the final one where an
-  episode ended (Gymnasium hides it in ``info["final_obs"]``; we put it back);
+  episode ended (Gymnasium's vector envs move it to ``info["final_obs"]``);
 - ``obs`` is what the agent acts on next: the first observation of a new episode where an
   environment restarted (``restarted``), else ``next_obs``;
 - ``terminated`` ends bootstrapping (a terminal state, or a lost life under episodic life);
@@ -56,6 +56,11 @@ class EpisodeTracker:
 class GymVecEnv:
     """``num_envs`` copies of a Gymnasium environment behind one ``step(actions)``.
 
+    The copies are stepped in a plain loop with the semantics of Gymnasium's ``SyncVectorEnv`` in
+    same-step autoreset mode (seeds ``seed + i``, a finished episode restarts in the same step,
+    unseeded), without its per-step space checks, info merging and copies, which cost ~100 µs a
+    step, more than CartPole itself (``docs/benchmarks.md``; the trajectories are identical, tested).
+
     Attributes the agent reads: ``num_envs``, ``obs_shape``, ``obs_dtype``, ``stack`` (frames
     per observation; 1 here), ``num_actions``.
     """
@@ -64,7 +69,6 @@ class GymVecEnv:
 
     def __init__(self, env_id: str, num_envs: int, render: bool = False):
         import gymnasium as gym
-        from gymnasium.vector import AutoresetMode
 
         if env_id.startswith("MinAtar/") and env_id not in gym.registry:
             try:
@@ -78,32 +82,43 @@ class GymVecEnv:
         try:
             with warnings.catch_warnings():  # MinAtar's -v0 ids (the paper's full action set) are "out of date"
                 warnings.filterwarnings("ignore", message=".*is out of date.*")
-                self.env = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync",
-                                        vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
-                                        render_mode="rgb_array" if render else None)
+                self.envs = [gym.make(env_id, render_mode="rgb_array" if render else None) for _ in range(num_envs)]
         except gym.error.Error as exc:
             raise UserError(f"unknown environment id {env_id!r} ({exc})") from None
-        space = self.env.single_action_space
+        space = self.envs[0].action_space
         if not isinstance(space, gym.spaces.Discrete):
             raise UserError(f"{env_id} has {type(space).__name__} actions; DQN needs a discrete action space")
         self.env_id, self.num_envs, self.num_actions = env_id, num_envs, int(space.n)
-        self.obs_shape = tuple(self.env.single_observation_space.shape)
-        self.obs_dtype = np.dtype(self.env.single_observation_space.dtype)
+        self.obs_shape = tuple(self.envs[0].observation_space.shape)
+        self.obs_dtype = np.dtype(self.envs[0].observation_space.dtype)
         self.episodes = EpisodeTracker(num_envs)
 
     def reset(self, seed: int) -> np.ndarray:
-        obs, _ = self.env.reset(seed=seed)
+        """Environment i restarts from seed ``seed + i`` (as Gymnasium's vector envs seed them)."""
+        obs = np.empty((self.num_envs, *self.obs_shape), self.obs_dtype)
+        for i, env in enumerate(self.envs):
+            obs[i] = env.reset(seed=seed + i)[0]
         self.episodes = EpisodeTracker(self.num_envs)
         return obs
 
     def step(self, actions: np.ndarray) -> VecStep:
-        obs, reward, terminated, truncated, info = self.env.step(actions)
-        ended = terminated | truncated
+        """One step of every environment; one that ends restarts at once (Gymnasium's same-step autoreset)."""
+        n = self.num_envs
+        obs = np.empty((n, *self.obs_shape), self.obs_dtype)
+        reward, terminated, truncated = np.empty(n), np.empty(n, np.bool_), np.empty(n, np.bool_)
+        final = {}
+        for i, (env, action) in enumerate(zip(self.envs, actions)):
+            o, reward[i], terminated[i], truncated[i], _ = env.step(action)
+            if terminated[i] or truncated[i]:
+                final[i] = o
+                o, _ = env.reset()
+            obs[i] = o
         next_obs = obs
-        if ended.any():
+        if final:
             next_obs = obs.copy()
-            for i in np.flatnonzero(ended):
-                next_obs[i] = info["final_obs"][i]
+            for i, o in final.items():
+                next_obs[i] = o
+        ended = terminated | truncated
         returns, lengths = self.episodes.update(reward, ended)
         return VecStep(obs, next_obs, reward.astype(np.float32), terminated, ended, returns, lengths, actions)
 
@@ -111,7 +126,7 @@ class GymVecEnv:
         """RGB frame of the first environment, ``(H, W, 3)`` uint8."""
         with warnings.catch_warnings():  # MinAtar declares no fps and renders floats; both fine here
             warnings.simplefilter("ignore", UserWarning)
-            frame = np.asarray(self.env.render()[0])
+            frame = np.asarray(self.envs[0].render())
         if frame.dtype != np.uint8:  # MinAtar renders floats in [0, 1] on a 10×10 grid
             frame = (np.clip(frame, 0, 1) * 255).astype(np.uint8)
         if frame.shape[0] < 100:
@@ -120,7 +135,8 @@ class GymVecEnv:
         return frame
 
     def close(self) -> None:
-        self.env.close()
+        for env in self.envs:
+            env.close()
 
 
 def make_vec_env(env_id: str, num_envs: int, render: bool = False, **atari_options):

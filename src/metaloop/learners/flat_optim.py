@@ -4,16 +4,16 @@ For the small Q-networks of classic control and MinAtar, ``torch.optim``'s per-s
 (parameter groups, state lookups, a kernel per tensor or a foreach list) and
 ``clip_grad_norm_`` cost about as much as the hand-written gradient itself. Here the parameters
 are views of one buffer (:func:`flatten_`) and the gradient is one tensor, so clipping is one norm
-and a step is one fused kernel (Adam) or 5–7 in-place ops (RMSProp). The update rules are exactly those of :func:`metaloop.learners.dqn.make_optimizer`
+and a step is 5–7 in-place ops. The update rules are exactly those of :func:`metaloop.learners.dqn.make_optimizer`
 (tested equal):
 
-    adam         torch.optim.Adam(fused=True), whose kernel it calls: m ← β₁m + (1 − β₁)g,
-                 v ← β₂v + (1 − β₂)g², θ ← θ − α/(1 − β₁ᵗ) · m / (√v / √(1 − β₂ᵗ) + ε),  β = (0.9, 0.999)
+    adam         torch.optim.Adam: m ← β₁m + (1 − β₁)g, v ← β₂v + (1 − β₂)g²,
+                 θ ← θ − α/(1 − β₁ᵗ) · m / (√v / √(1 − β₂ᵗ) + ε),  β = (0.9, 0.999)
     rmsprop      torch.optim.RMSprop(centered=True): n ← ρn + (1 − ρ)g², ḡ ← ρḡ + (1 − ρ)g,
                  θ ← θ − α g / (√(n − ḡ²) + ε)
     rmsprop_dm   Nature DQN (Graves 2013): the same n and ḡ, θ ← θ − α g / √(n − ḡ² + ε)
 
-The RMSProp square roots take their argument clamped below at the smallest normal number: on this CPU
+The square roots take their argument clamped below at the smallest normal number: on this CPU
 (AVX-512) PyTorch's ``sqrt`` of 0 or of a denormal runs ~20× slower than of a normal number, and the
 second moments of weights that never get a gradient (dead ReLU units, MinAtar's empty cells) are
 exactly 0 or decay into denormals, which made the square root ~10% of a MinAtar DQN run. The
@@ -22,6 +22,8 @@ centred variance's rounding to a tiny negative number gives ε instead of torch'
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
@@ -52,7 +54,6 @@ class FlatOptimizer:
         self.buffers = {k: torch.zeros_like(flat) for k in _BUFFERS[name]}
         self.t = 0
         self.tiny = torch.finfo(flat.dtype).tiny  # see the module: √0 and √denormal are slow
-        self.step_count = torch.zeros((), dtype=torch.float32)  # Adam's t, as its fused kernel reads it
 
     @torch.no_grad()
     def step(self, grads: list[Tensor]) -> None:
@@ -62,11 +63,12 @@ class FlatOptimizer:
         if self.max_grad_norm > 0:
             g.mul_((self.max_grad_norm / (torch.linalg.vector_norm(g) + 1e-6)).clamp_(max=1.0))
         self.t += 1
-        if self.name == "adam":  # PyTorch's fused Adam kernel (torch.optim.Adam(fused=True)): one pass
-            self.step_count.fill_(self.t)
-            torch._fused_adam_([self.flat], [g], [self.buffers["exp_avg"]], [self.buffers["exp_avg_sq"]], [],
-                               [self.step_count], lr=self.lr, beta1=0.9, beta2=0.999, weight_decay=0.0,
-                               eps=self.eps, amsgrad=False, maximize=False)
+        if self.name == "adam":
+            m, v = self.buffers["exp_avg"], self.buffers["exp_avg_sq"]
+            m.lerp_(g, 0.1)
+            v.mul_(0.999).addcmul_(g, g, value=0.001)
+            denom = v.clamp_min(self.tiny).sqrt_().div_(math.sqrt(1 - 0.999 ** self.t)).add_(self.eps)
+            self.flat.addcdiv_(m, denom, value=-self.lr / (1 - 0.9 ** self.t))
             return
         n, mean = self.buffers["square_avg"], self.buffers["grad_avg"]
         n.mul_(self.alpha).addcmul_(g, g, value=1 - self.alpha)
