@@ -61,19 +61,13 @@ def metaloop_run(task: str, steps: int, seed: int, threads: int = 1) -> tuple[fl
     return steps / total, 500 * len(learning) / seconds, steps / cpu
 
 
-def sb3_run(task: str, steps: int, seed: int, threads: int = 1) -> tuple[float, float, float]:
+def sb3_model(task: str, seed: int, learning_starts: int):
+    """SB3's DQN with the settings of our ``task`` preset (see the module)."""
     from stable_baselines3 import DQN
-    from stable_baselines3.common.callbacks import BaseCallback
-
-    class Clock(BaseCallback):
-        def _on_step(self) -> bool:
-            if self.num_timesteps == LEARNING_STARTS[task]:
-                self.t_learn = time.perf_counter()
-            return True
 
     if task == "cartpole":
         model = DQN("MlpPolicy", "CartPole-v1", learning_rate=2.3e-3, batch_size=64, buffer_size=100_000,
-                    learning_starts=LEARNING_STARTS[task], gamma=0.99, target_update_interval=10, train_freq=256,
+                    learning_starts=learning_starts, gamma=0.99, target_update_interval=10, train_freq=256,
                     gradient_steps=128, exploration_fraction=0.16, exploration_final_eps=0.04,
                     policy_kwargs={"net_arch": [256, 256]}, seed=seed, device="cpu", verbose=0)
     else:
@@ -86,11 +80,24 @@ def sb3_run(task: str, steps: int, seed: int, threads: int = 1) -> tuple[float, 
         env = VecFrameStack(make_atari_env("ALE/SpaceInvaders-v5", n_envs=1, seed=seed,
                                            env_kwargs={"frameskip": 1, "repeat_action_probability": 0.0}), 4)
         model = DQN("CnnPolicy", env, learning_rate=2.5e-4, batch_size=32, buffer_size=100_000,
-                    learning_starts=LEARNING_STARTS[task], gamma=0.99, target_update_interval=10_000, train_freq=4,
+                    learning_starts=learning_starts, gamma=0.99, target_update_interval=10_000, train_freq=4,
                     gradient_steps=1, exploration_fraction=1_000_000 / 50_000_000, exploration_final_eps=0.1,
                     policy_kwargs={"optimizer_class": torch.optim.RMSprop,
                                    "optimizer_kwargs": {"alpha": 0.95, "eps": 0.01, "centered": True}},
                     seed=seed, device="cpu", verbose=0)
+    return model
+
+
+def sb3_run(task: str, steps: int, seed: int, threads: int = 1) -> tuple[float, float, float]:
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class Clock(BaseCallback):
+        def _on_step(self) -> bool:
+            if self.num_timesteps == LEARNING_STARTS[task]:
+                self.t_learn = time.perf_counter()
+            return True
+
+    model = sb3_model(task, seed, LEARNING_STARTS[task])
     torch.set_num_threads(threads)
     clock = Clock()
     start, cpu = time.perf_counter(), time.process_time()
