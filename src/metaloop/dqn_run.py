@@ -31,7 +31,7 @@ from metaloop.config import Config, eval_config
 from metaloop.envs.gym_envs import make_vec_env
 from metaloop.errors import DivergedError, UserError
 from metaloop.learners.dqn import (crossed, dqn_loss, linear_epsilon, make_optimizer, minatar_q_regression_grads,
-                                   minatar_q_values, mlp_q_regression_grads, q_regression_loss, q_values, td_target)
+                                   minatar_q_values, mlp_q_regression_grads, mlp_q_values, q_regression_loss, q_values, td_target)
 from metaloop.learners.flat_optim import FlatOptimizer, flatten_
 from metaloop.logging import METRICS, MetricsLogger, Progress, read_metrics
 from metaloop.nn.qnets import QNetwork, minatar_keys, mlp_layers, numpy_q_function, q_network
@@ -110,6 +110,8 @@ class DQNAgent:
         self.target = {k: v.detach().clone() for k, v in self.params.items()}
         linear = mlp_layers(net) if by_hand else None
         self.layers = None if linear is None else [(m.weight, m.bias) for m in linear]
+        names = {id(p): k for k, p in self.params.items()}
+        self.layer_keys = None if linear is None else [(names[id(m.weight)], names[id(m.bias)]) for m in linear]
         self.conv_keys = minatar_keys(net) if by_hand else None
         if self.layers is not None:
             hand = [p for layer in self.layers for p in layer]
@@ -127,6 +129,8 @@ class DQNAgent:
         """Q-values with ``params`` (the online or the target dict), no gradient."""
         if self.conv_keys is not None:
             return minatar_q_values([params[k] for k in self.conv_keys], obs)
+        if self.layer_keys is not None:
+            return mlp_q_values([(params[w], params[b]) for w, b in self.layer_keys], obs)
         return q_values(self.net, params, obs)
 
     def sync_target(self) -> None:

@@ -132,6 +132,25 @@ def test_hand_written_mlp_gradient_equals_autograd():
     assert mlp_layers(mlp(4, 3, (8,), dueling=True)) is None
 
 
+def test_chunked_mlp_q_values_equal_the_module_bit_for_bit():
+    """The targets of a training phase come from ``mlp_q_values``; committed runs reproduce only if
+    they are the nn.Module's numbers exactly (not just close), chunk boundaries included. (A matrix
+    product of a few rows may round differently from the same rows inside a large one: MKL picks
+    kernels by size; 1024-row chunks of 8192 match, as do CartPole runs to 50k steps.)"""
+    from metaloop.learners.dqn import mlp_q_values
+    from metaloop.nn.qnets import mlp, mlp_layers
+
+    torch.manual_seed(0)
+    net = mlp(4, 2, (256, 256))
+    obs = torch.randn(2500, 4)
+    layers = [(m.weight, m.bias) for m in mlp_layers(net)]
+    with torch.no_grad():
+        expected = net(obs)
+    assert torch.equal(mlp_q_values(layers, obs, rows=1024), expected)
+    with torch.no_grad():
+        assert torch.equal(mlp_q_values(layers, obs[:10]), net(obs[:10]))
+
+
 def test_hand_written_minatar_gradient_equals_autograd():
     from metaloop.learners.dqn import minatar_q_regression_grads, minatar_q_values
     from metaloop.nn.qnets import minatar_cnn, minatar_keys
