@@ -28,7 +28,7 @@ def test_presets_lists_every_sinusoid_algorithm(capsys):
 
 
 def test_train_writes_a_complete_run_directory(run_dir):
-    for name in ("config.yaml", "metrics.jsonl", "checkpoints/last.pt"):
+    for name in ("config.yaml", "machine.json", "metrics.jsonl", "checkpoints/last.pt"):
         assert (run_dir / name).is_file(), name
     assert any((run_dir / "tensorboard").iterdir())
     assert "seed: 3" in (run_dir / "config.yaml").read_text()

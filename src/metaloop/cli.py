@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-from metaloop import distributed
+from metaloop import distributed, machine
 from metaloop.allocator import keep_freed_memory
 from metaloop.denormals import flushed_denormals
 from metaloop.errors import UserError
@@ -60,6 +60,8 @@ def cmd_train(args) -> Path:
         raise UserError(f"--nproc {args.nproc} disagrees with torchrun's {distributed.world_size()} processes")
     if args.resume:
         run_dir = Path(args.resume)
+        if distributed.rank() == 0 and (run_dir / "config.yaml").is_file():  # else the runner says what is wrong
+            machine.record(run_dir, "resume")
         _runner(kind).resume(run_dir, progress=not args.quiet)
     else:
         cfg = _config(args)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from metaloop import build, checkpoint, distributed
+from metaloop import build, checkpoint, distributed, machine
 from metaloop.baselines import pretrain_jointly
 from metaloop.config import DQN_TASKS, RL_TASKS, Config
 from metaloop.errors import DivergedError, UserError
@@ -76,12 +76,13 @@ def resume(run_dir: Path, progress: bool = True) -> Path:
 
 
 def create_run_dir(cfg: Config, run_dir: Path) -> None:
-    """Make ``run_dir`` with its config.yaml, checkpoints/ and figures/; refuse one that holds a run."""
+    """Make ``run_dir`` with its config.yaml, machine.json, checkpoints/ and figures/; refuse one that holds a run."""
     if (run_dir / CONFIG).exists():
         raise UserError(f"{run_dir} already holds a run; continue it with `metaloop train --resume {run_dir}`")
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     (run_dir / "figures").mkdir(exist_ok=True)
     cfg.save(run_dir / CONFIG)
+    machine.record(run_dir, "start")
 
 
 def meta_gradient(learner, batch: TaskBatch) -> float:
