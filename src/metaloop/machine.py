@@ -26,15 +26,17 @@ _ENV = ("MKL_CBWR", "ATEN_CPU_CAPABILITY", "OMP_NUM_THREADS")  # settings that c
 _FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile")
 
 
-def _cpuinfo() -> tuple[str, list[str]]:
+def _cpuinfo() -> tuple[str, str | None, list[str]]:
+    """Model name, ``vendor family/model`` (VMs often show a generic name) and the flags in ``_FLAGS``."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return platform.processor() or platform.machine(), []
+        return platform.processor() or platform.machine(), None, []
     fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
     fields = {k.strip(): v.strip() for k, v in fields.items()}
     flags = set(fields.get("flags", "").split())
-    return fields.get("model name", platform.machine()), [f for f in _FLAGS if f in flags]
+    cpu_id = f"{fields.get('vendor_id')} {fields.get('cpu family')}/{fields.get('model')}" if "vendor_id" in fields else None
+    return fields.get("model name", platform.machine()), cpu_id, [f for f in _FLAGS if f in flags]
 
 
 def _mkl() -> str | None:
@@ -44,8 +46,8 @@ def _mkl() -> str | None:
 
 def describe() -> dict:
     """This machine and process: what decides whether float32 results repeat bit for bit."""
-    cpu, flags = _cpuinfo()
-    return {"cpu": cpu, "cpu_flags": flags, "logical_cpus": os.cpu_count(),
+    cpu, cpu_id, flags = _cpuinfo()
+    return {"cpu": cpu, "cpu_id": cpu_id, "cpu_flags": flags, "logical_cpus": os.cpu_count(),
             "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(), "mkl": _mkl(),
             "torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version(),
             "platform": platform.platform(), "env": {k: os.environ[k] for k in _ENV if k in os.environ}}
@@ -73,7 +75,7 @@ def record(run_dir: Path, event: str) -> None:
     entry = {"event": event, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **describe()}
     if entries:
         last = entries[-1]
-        changed = [k for k in ("cpu", "torch_cpu_capability", "mkl", "torch", "env") if last.get(k) != entry[k]]
+        changed = [k for k in ("cpu", "cpu_id", "cpu_flags", "torch_cpu_capability", "mkl", "torch", "env") if last.get(k) != entry[k]]
         if changed:
             print(f"note: {run_dir} last ran with {', '.join(f'{k}={last.get(k)!r}' for k in changed)}; now "
                   f"{', '.join(f'{k}={entry[k]!r}' for k in changed)}. The run goes on, but its float32 numbers "
