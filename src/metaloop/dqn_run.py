@@ -32,7 +32,7 @@ from metaloop.envs.gym_envs import make_vec_env
 from metaloop.errors import DivergedError, UserError
 from metaloop.learners.dqn import (crossed, dqn_loss, linear_epsilon, make_optimizer, minatar_q_regression_grads,
                                    minatar_q_values, mlp_q_regression_grads, mlp_q_values, q_regression_loss, q_values, td_target)
-from metaloop.learners.flat_optim import FlatOptimizer, flatten_
+from metaloop.learners.flat_optim import FlatOptimizer, flatten_, views
 from metaloop.logging import METRICS, MetricsLogger, Progress, read_metrics
 from metaloop.nn.qnets import QNetwork, minatar_keys, mlp_layers, numpy_q_function, q_network
 from metaloop.references import final_return, paper_json, references
@@ -121,6 +121,8 @@ class DQNAgent:
             self.hand_params = hand  # views of one buffer, stepped by FlatOptimizer (clipping included)
             self.optimizer = FlatOptimizer(d.optimizer, flatten_(hand), d.lr, d.optim_alpha, d.optim_eps,
                                            d.max_grad_norm)
+            self.grad = torch.empty_like(self.optimizer.flat)  # the MLP's gradient is written into it
+            self.grad_views = views(self.grad, hand)
         else:
             self.hand_params = None
             self.optimizer = make_optimizer(d.optimizer, list(self.params.values()), d.lr, d.optim_alpha, d.optim_eps)
@@ -157,7 +159,9 @@ class DQNAgent:
             if y_t is None:
                 y_t = td_target(self.net, self.params, self.target, batch, d.gamma, d.double, d.clip_rewards, q=self.q)
             if self.layers is not None:
-                loss, grads = mlp_q_regression_grads(self.layers, batch.o_tm1, batch.a_tm1, y_t, d.huber_delta)
+                loss, _ = mlp_q_regression_grads(self.layers, batch.o_tm1, batch.a_tm1, y_t, d.huber_delta,
+                                                 out=self.grad_views)
+                grads = self.grad
             else:
                 loss, grads = minatar_q_regression_grads(self.hand_params, batch.o_tm1, batch.a_tm1, y_t, d.huber_delta)
             self.optimizer.step(grads)

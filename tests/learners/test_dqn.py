@@ -116,6 +116,7 @@ def test_linear_epsilon():
 
 def test_hand_written_mlp_gradient_equals_autograd():
     from metaloop.learners.dqn import mlp_q_regression_grads
+    from metaloop.learners.flat_optim import views as flat_views
     from metaloop.nn.qnets import mlp, mlp_layers
 
     torch.manual_seed(0)
@@ -130,6 +131,11 @@ def test_hand_written_mlp_gradient_equals_autograd():
     for e, g in zip(expected, got):
         assert torch.allclose(e, g, atol=1e-12)
     assert mlp_layers(mlp(4, 3, (8,), dueling=True)) is None
+    flat = torch.empty(sum(p.numel() for p in got), dtype=torch.float64)
+    views = flat_views(flat, got)
+    _, written = mlp_q_regression_grads(layers, o, a, y, huber_delta=1.0, out=views)
+    assert all(w is v for w, v in zip(written, views))  # into the flat buffer, nothing concatenated
+    assert torch.equal(flat, torch.cat([g.reshape(-1) for g in got]))
 
 
 def test_chunked_mlp_q_values_equal_the_module_bit_for_bit():

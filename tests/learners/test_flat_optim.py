@@ -22,9 +22,10 @@ def _grads(step):
 def test_flat_step_equals_torch_optim_with_clipping(name, eps, max_norm):
     """Six steps of FlatOptimizer land where clip_grad_norm_ + make_optimizer's optimizer do (float64);
     every other step's gradient norm is above the clipping threshold."""
-    ref, flat_params = _params(), _params()
+    ref, flat_params, given_flat = _params(), _params(), _params()
     opt = make_optimizer(name, ref, lr=1e-2, alpha=0.95, eps=eps)
     flat = FlatOptimizer(name, flatten_(flat_params), lr=1e-2, alpha=0.95, eps=eps, max_grad_norm=max_norm)
+    flat_given_flat = FlatOptimizer(name, flatten_(given_flat), lr=1e-2, alpha=0.95, eps=eps, max_grad_norm=max_norm)
     for step in range(6):
         grads = _grads(step)
         for p, g in zip(ref, grads):
@@ -33,8 +34,10 @@ def test_flat_step_equals_torch_optim_with_clipping(name, eps, max_norm):
             torch.nn.utils.clip_grad_norm_(ref, max_norm)
         opt.step()
         flat.step(grads)
+        flat_given_flat.step(torch.cat([g.reshape(-1) for g in grads]))  # the gradient as one tensor
     for p, q in zip(ref, flat_params):
         torch.testing.assert_close(q, p.detach(), rtol=1e-12, atol=1e-12)
+    assert all(torch.equal(p, q) for p, q in zip(flat_params, given_flat))
 
 
 @pytest.mark.parametrize("name, eps", [("adam", 1e-8), ("rmsprop", 0.01), ("rmsprop_dm", 0.01)])

@@ -187,7 +187,7 @@ def mlp_q_values(layers: list[tuple[Tensor, Tensor]], obs: Tensor, rows: int = 1
 
 
 def mlp_q_regression_grads(layers: list[tuple[Tensor, Tensor]], o_tm1: Tensor, a_tm1: Tensor, y_t: Tensor,
-                           huber_delta: float = 1.0) -> tuple[Tensor, list[Tensor]]:
+                           huber_delta: float = 1.0, out: list[Tensor] | None = None) -> tuple[Tensor, list[Tensor]]:
     """:func:`q_regression_loss` and its gradient for a ReLU MLP, by hand (no autograd graph).
 
     layers: ``[(W_1, b_1), ..., (W_L, b_L)]`` with ``W_i: (out, in)``; ReLU between layers.
@@ -196,7 +196,9 @@ def mlp_q_regression_grads(layers: list[tuple[Tensor, Tensor]], o_tm1: Tensor, a
     ``∂W_i = ∂z_iᵀ h_{i−1}``, ``∂b_i = Σ_b ∂z_i``, ``∂z_{i−1} = (∂z_i W_i) ⊙ [z_{i−1} > 0]``.
     The same numbers as autograd on :func:`q_regression_loss` (tested), at about half the
     cost on small nets, where autograd's bookkeeping outweighs the matmuls.
-    Returns the loss and ``[∂W_1, ∂b_1, ..., ∂W_L, ∂b_L]``.
+    Returns the loss and ``[∂W_1, ∂b_1, ..., ∂W_L, ∂b_L]``, written into ``out`` (tensors of those
+    shapes, e.g. views of one flat buffer that :class:`~metaloop.learners.flat_optim.FlatOptimizer`
+    steps along without concatenating) if given.
     """
     with torch.no_grad():
         h = [o_tm1 if o_tm1.is_floating_point() else o_tm1.float()]
@@ -210,7 +212,10 @@ def mlp_q_regression_grads(layers: list[tuple[Tensor, Tensor]], o_tm1: Tensor, a
         dz = torch.zeros_like(q).scatter_(-1, index, td.clamp(-huber_delta, huber_delta).neg_().div_(len(td)).unsqueeze(-1))
         grads = []
         for i in range(len(layers) - 1, -1, -1):
-            grads += [dz.sum(0), dz.t().mm(h[i])]
+            if out is None:
+                grads += [dz.sum(0), dz.t().mm(h[i])]
+            else:
+                grads += [torch.sum(dz, 0, out=out[2 * i + 1]), torch.mm(dz.t(), h[i], out=out[2 * i])]
             if i > 0:
                 dz = relu_backward(dz.mm(layers[i][0]), h[i])
         return loss, grads[::-1]

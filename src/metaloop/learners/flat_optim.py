@@ -32,14 +32,21 @@ _BUFFERS = {"adam": ("exp_avg", "exp_avg_sq"), "rmsprop": ("square_avg", "grad_a
             "rmsprop_dm": ("square_avg", "grad_avg")}
 
 
+def views(flat: Tensor, like: list[Tensor]) -> list[Tensor]:
+    """Views of ``flat`` shaped as ``like``, in order (the layout :func:`flatten_` gives)."""
+    out, offset = [], 0
+    for p in like:
+        out.append(flat[offset:offset + p.numel()].view_as(p))
+        offset += p.numel()
+    return out
+
+
 def flatten_(params: list[Tensor]) -> Tensor:
     """Move ``params`` into one contiguous buffer, in order; each becomes a view of it (in-place
     updates of the buffer are updates of the parameters). Returns the buffer."""
     flat = torch.cat([p.detach().reshape(-1) for p in params])
-    offset = 0
-    for p in params:
-        p.data = flat[offset:offset + p.numel()].view_as(p)
-        offset += p.numel()
+    for p, view in zip(params, views(flat, params)):
+        p.data = view
     return flat
 
 
@@ -56,10 +63,11 @@ class FlatOptimizer:
         self.tiny = torch.finfo(flat.dtype).tiny  # see the module: √0 and √denormal are slow
 
     @torch.no_grad()
-    def step(self, grads: list[Tensor]) -> None:
-        """One step along ``grads``, shaped as the flattened parameters and in their order; with
-        ``max_grad_norm > 0`` first scaled as ``clip_grad_norm_`` does (global norm, + 1e-6)."""
-        g = torch.cat([x.reshape(-1) for x in grads])
+    def step(self, grads: list[Tensor] | Tensor) -> None:
+        """One step along ``grads``, shaped as the flattened parameters and in their order (or already
+        one flat tensor, which the clipping scales in place); with ``max_grad_norm > 0`` first scaled
+        as ``clip_grad_norm_`` does (global norm, + 1e-6)."""
+        g = grads if isinstance(grads, Tensor) else torch.cat([x.reshape(-1) for x in grads])
         if self.max_grad_norm > 0:
             g.mul_((self.max_grad_norm / (torch.linalg.vector_norm(g) + 1e-6)).clamp_(max=1.0))
         self.t += 1
