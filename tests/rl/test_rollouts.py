@@ -34,6 +34,29 @@ def test_same_generator_same_episodes():
     assert torch.equal(a.observations, b.observations) and torch.equal(a.rewards, b.rewards)
 
 
+def test_sampling_on_one_torch_thread_gives_the_same_episodes_and_restores_the_count(monkeypatch):
+    """The sampler runs the policy on one torch thread (speed, see ``one_torch_thread``): the episodes
+    are those of the process's own thread count, bit for bit, and the count is restored."""
+    from contextlib import nullcontext
+
+    from metaloop.rl import rollouts
+
+    env, policy = nav_policy()
+    tasks = env.sample_tasks(20, torch.Generator().manual_seed(0))
+    params = {k: v + 0.1 * torch.randn(v.shape, generator=torch.Generator().manual_seed(1))
+              for k, v in expand_tasks(named_params(policy), 20).items()}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        one = sample_episodes(env, policy, params, tasks, 20, torch.Generator().manual_seed(7))
+        assert torch.get_num_threads() == 2
+        monkeypatch.setattr(rollouts, "one_torch_thread", nullcontext)
+        two = sample_episodes(env, policy, params, tasks, 20, torch.Generator().manual_seed(7))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one.observations, two.observations) and torch.equal(one.actions, two.actions)
+
+
 def test_batched_sampler_agrees_with_the_sequential_gymnasium_one():
     env, policy = nav_policy(std=1e-6)  # nearly deterministic: both samplers see the same trajectories
     tasks = env.sample_tasks(3, torch.Generator().manual_seed(0))

@@ -7,6 +7,7 @@ single Gymnasium environment), kept for the sampling-speed benchmark and as a cr
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -44,25 +45,40 @@ class Episodes:
         return int(self.mask.sum())
 
 
+@contextmanager
+def one_torch_thread():
+    """Torch on one thread inside, the count before restored after. A time step's policy call is a
+    few small products that a second thread does not speed up, while its OpenMP worker, spinning
+    between calls, takes a core from MuJoCo's rollout threads: cheetah-vel sampling 1.05 → 0.72 s
+    per 40 × 10 × 200 steps (docs/benchmarks.md)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 @torch.no_grad()
 def sample_episodes(env, policy, params: Params, tasks: Tensor, episodes: int,
                     generator: torch.Generator) -> Episodes:
     """Run ``episodes`` episodes of each task in ``tasks`` ``(n, task_dim)`` with per-task ``params``
     (each tensor ``(n, *shape)``) for at most ``env.horizon`` steps."""
-    obs = env.reset(tasks, episodes, generator)
+    obs = env.reset(tasks, episodes, generator)  # a MuJoCo env sizes its thread pool here, from torch's count
     alive = torch.ones(obs.shape[:2], dtype=torch.bool)
     observations, actions, rewards, masks = [], [], [], []
-    for _ in range(env.horizon):
-        action = policy.sample(params, obs, generator)
-        next_obs, reward, terminated = env.step(action)
-        observations.append(obs)
-        actions.append(action)
-        rewards.append(torch.where(alive, reward, 0.0))
-        masks.append(alive)
-        alive = alive & ~terminated
-        obs = next_obs
-        if not alive.any():
-            break
+    with one_torch_thread():
+        for _ in range(env.horizon):
+            action = policy.sample(params, obs, generator)
+            next_obs, reward, terminated = env.step(action)
+            observations.append(obs)
+            actions.append(action)
+            rewards.append(torch.where(alive, reward, 0.0))
+            masks.append(alive)
+            alive = alive & ~terminated
+            obs = next_obs
+            if not alive.any():
+                break
     return Episodes(torch.stack(observations, 2), torch.stack(actions, 2), torch.stack(rewards, 2),
                     torch.stack(masks, 2).float())
 
