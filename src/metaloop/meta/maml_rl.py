@@ -46,7 +46,7 @@ class MetaBatch:
     valid: Episodes
     valid_adv: Tensor
     adapted: Params  # the (detached) adapted parameters that sampled ``valid``
-    linearised: list | None = None  # the inner steps' gradient graphs [(θⱼ, ∇L(θⱼ))], kept from sampling
+    linearised: list | None = None  # the inner steps' Hessian products [(θⱼ, v ↦ Hⱼ v)], kept from sampling
 
 
 def _masked_task_mean(x_t: Tensor, mask_t: Tensor) -> Tensor:
@@ -79,9 +79,20 @@ class MAMLRL(nn.Module):
                                     first_order=self.first_order or not create_graph, estimator=self.estimator)
 
     def _graph_step(self, params: Params, episodes: Episodes, adv: Tensor) -> tuple:
-        """∇θ L(θⱼ) of one inner step with its graph, for the Jacobian products (see ``_linearise``)."""
+        """One inner step's linearisation at θⱼ: (∇θ L(θⱼ), v ↦ Hⱼ v), for the step and the Jacobian
+        products (see ``_linearise``). A Gaussian policy with the ``"maml"`` estimator has its Hessian
+        product by hand (``nll_hessian_product``: the same numbers, ~2× faster); otherwise it is a
+        double backward through the gradient's graph."""
         loss = surrogate_loss(self.policy, params, episodes, adv, self.estimator).sum()
-        return torch.autograd.grad(loss, list(params.values()), create_graph=True)
+        if self.estimator == "maml" and hasattr(self.policy, "nll_hessian_product"):
+            grads = torch.autograd.grad(loss, list(params.values()))
+            dims = tuple(range(1, adv.dim()))
+            weight = adv * episodes.mask / episodes.mask.sum(dims, keepdim=True).clamp_min(1)
+            return grads, self.policy.nll_hessian_product(params, episodes.observations, episodes.actions, weight)
+        grads = torch.autograd.grad(loss, list(params.values()), create_graph=True)
+        return grads, lambda v: dict(zip(params, torch.autograd.grad(grads, list(params.values()),
+                                                                     grad_outputs=[v[k] for k in params],
+                                                                     retain_graph=True)))
 
     def sample(self, tasks: Tensor, generator: torch.Generator) -> MetaBatch:
         """Adapt to every task of ``tasks`` (sampling as it goes) and sample the validation episodes.
@@ -97,8 +108,9 @@ class MAMLRL(nn.Module):
             train.append(episodes)
             train_adv.append(self._advantages(episodes))
             if keep:
-                steps.append((params, self._graph_step(params, episodes, train_adv[-1])))
-                params = detach(sgd_step(params, steps[-1][1], self.inner_lr), requires_grad=True)
+                grads, hessian = self._graph_step(params, episodes, train_adv[-1])
+                steps.append((params, hessian))
+                params = detach(sgd_step(params, grads, self.inner_lr), requires_grad=True)
             else:
                 params = detach(self.inner_step(params, episodes, train_adv[-1], create_graph=False),
                                 requires_grad=True)
@@ -117,9 +129,9 @@ class MAMLRL(nn.Module):
     def _linearise(self, batch: MetaBatch) -> tuple[list, Params]:
         """Replay the adaptation from θ, keeping each step's gradient graph for Jacobian products.
 
-        Returns the steps [(θⱼ, ∇L(θⱼ))] and the adapted θ' as a fresh leaf. The Jacobian of
+        Returns the steps [(θⱼ, v ↦ Hⱼ v)] and the adapted θ' as a fresh leaf. The Jacobian of
         θ' = θ_k is J = Π (I − α Hⱼ), Hⱼ the per-task Hessian of step j's inner loss (identity for
-        first-order MAML); J v and Jᵀ v are Hessian-vector products on the stored graphs. The
+        first-order MAML); J v and Jᵀ v are Hessian-vector products at the points θⱼ. The
         steps that :meth:`sample` kept are used as they are (θ has not moved since).
         """
         if batch.linearised is not None:
@@ -129,26 +141,23 @@ class MAMLRL(nn.Module):
         for train, adv in zip(batch.train, batch.train_adv):
             grads = None
             if not self.first_order:
-                grads = self._graph_step(params, train, adv)
-                steps.append((params, grads))
+                grads, hessian = self._graph_step(params, train, adv)
+                steps.append((params, hessian))
             params = detach(self.inner_step(params, train, adv, create_graph=False) if grads is None
                             else sgd_step(params, grads, self.inner_lr), requires_grad=True)
         return steps, params
 
     def _subsampled(self, steps: list, batch: MetaBatch, episodes: int) -> list:
-        """The same steps with gradient graphs of each task's first ``episodes`` episodes only, at the
+        """The same steps with the Hessians of each task's first ``episodes`` episodes only, at the
         same points θⱼ: the Hⱼ of a subsampled Fisher."""
-        subsampled = []
-        for (params, _), train, adv in zip(steps, batch.train, batch.train_adv):
-            loss = surrogate_loss(self.policy, params, train.head(episodes), adv[:, :episodes], self.estimator)
-            subsampled.append((params, torch.autograd.grad(loss.sum(), list(params.values()), create_graph=True)))
-        return subsampled
+        return [(params, self._graph_step(params, train.head(episodes), adv[:, :episodes])[1])
+                for (params, _), train, adv in zip(steps, batch.train, batch.train_adv)]
 
     def _jacobian_product(self, steps: list, v: Params, transpose: bool) -> Params:
         """J v (``transpose=False``) or Jᵀ v, per task; each factor (I − α Hⱼ) is symmetric."""
-        for params, grads in (reversed(steps) if transpose else steps):
-            hv = torch.autograd.grad(grads, list(params.values()), grad_outputs=list(v.values()), retain_graph=True)
-            v = {k: v[k] - self.inner_lr * h for k, h in zip(v, hv)}
+        for _, hessian in (reversed(steps) if transpose else steps):
+            hv = hessian(v)
+            v = {k: v[k] - self.inner_lr * hv[k] for k in v}
         return v
 
     def _surrogate(self, new, batch: MetaBatch, old_logp: Tensor) -> Tensor:

@@ -87,6 +87,70 @@ class GaussianPolicy(nn.Module):
 
     fisher_product.__doc__ = _FISHER_DOC
 
+    def nll_hessian_product(self, params: dict[str, Tensor], obs: Tensor, actions: Tensor, weight: Tensor):
+        """v ↦ H v per task, H = ∇²θ Σₙ −weightₙ log π_θ(aₙ|sₙ) at ``params``: the Hessian of the MAML
+        inner loss (:func:`~metaloop.learners.policy_gradient.surrogate_loss`, ``"maml"``, whose
+        advantages are constants), by hand. Pearlmutter's R-operator (1994): the forward pass
+        carries the tangent ``R z`` of every layer, the backward pass the tangent of every error
+        signal; with ``μ`` the mean, ``r = a − μ``, ``s`` the clamped log-std, ``ω = w e^{−2s}``:
+        ``R ∂L/∂μ = ω (Rμ + 2 r Rs)``, ``R ∂L/∂s = 2 ω r (Rμ + r Rs)``. The same numbers as a double
+        backward through autograd's gradient graph (tested in float64), at about half the time on
+        MuJoCo batches, where autograd's gradient accumulation and buffers cost as much as the
+        products. ``obs`` ``(tasks, ..., obs_dim)``, ``actions`` ``(tasks, ..., action_dim)``,
+        ``weight`` ``obs.shape[:-1]``; ``v`` and the result are task-batched like ``params``."""
+        tasks, layers = obs.shape[0], len(self.mean.layers)
+        tanh = self.mean.activation == "tanh"
+        with torch.no_grad():
+            mean = detach(_sub(params, "mean."))
+            w = [mean[f"layers.{i}.weight"] for i in range(layers)]
+            b = [mean[f"layers.{i}.bias"] for i in range(layers)]
+            h, slope = [_flat(obs)], []  # layer inputs; φ'(z) of the hidden layers
+            for i in range(layers - 1):
+                z = torch.baddbmm(b[i].unsqueeze(1), h[-1], w[i].transpose(1, 2))
+                h.append(torch.tanh(z) if tanh else torch.relu(z))
+                slope.append(1 - h[-1].square() if tanh else (z > 0).to(z.dtype))
+            mu = torch.baddbmm(b[-1].unsqueeze(1), h[-1], w[-1].transpose(1, 2))
+            log_std = params["log_std"].detach()
+            s_grad = (log_std >= self.min_log_std).to(log_std.dtype).unsqueeze(1)  # clamp_min's derivative
+            r = actions.reshape(mu.shape) - mu
+            omega = weight.reshape(tasks, -1, 1) * torch.exp(-2 * log_std.clamp_min(self.min_log_std)).unsqueeze(1)
+            delta = [-omega * r]  # ∂L/∂z of the layers, output first
+            errors = []  # ∂L/∂h of the hidden layers, last first (tanh's second derivative needs them)
+            for i in range(layers - 1, 0, -1):
+                errors.append(torch.bmm(delta[-1], w[i]))
+                delta.append(errors[-1] * slope[i - 1])
+            delta, errors = delta[::-1], errors[::-1]
+
+        def product(v: dict[str, Tensor]) -> dict[str, Tensor]:
+            with torch.no_grad():
+                vw = [v[f"mean.layers.{i}.weight"] for i in range(layers)]
+                vb = [v[f"mean.layers.{i}.bias"] for i in range(layers)]
+                r_h, r_z = [None], []
+                for i in range(layers):
+                    z = torch.baddbmm(vb[i].unsqueeze(1), h[i], vw[i].transpose(1, 2))
+                    if r_h[-1] is not None:
+                        z = z.baddbmm_(r_h[-1], w[i].transpose(1, 2))
+                    r_z.append(z)
+                    if i < layers - 1:
+                        r_h.append(slope[i] * z)
+                r_s = s_grad * v["log_std"].unsqueeze(1)
+                r_mu = r_z[-1]
+                r_delta = omega * (r_mu + 2 * r * r_s)
+                out = {"log_std": s_grad.squeeze(1) * (2 * omega * r * (r_mu + r * r_s)).sum(1)}
+                for i in range(layers - 1, -1, -1):
+                    r_w = torch.bmm(r_delta.transpose(1, 2), h[i])
+                    if r_h[i] is not None:
+                        r_w = r_w.baddbmm_(delta[i].transpose(1, 2), r_h[i])
+                    out[f"mean.layers.{i}.weight"], out[f"mean.layers.{i}.bias"] = r_w, r_delta.sum(1)
+                    if i > 0:
+                        r_e = torch.bmm(r_delta, w[i]).baddbmm_(delta[i], vw[i])
+                        r_delta = r_e.mul_(slope[i - 1])
+                        if tanh:  # φ'' = −2 h φ'
+                            r_delta -= 2 * h[i] * slope[i - 1] * r_z[i - 1] * errors[i - 1]
+                return {k: out[k] for k in v}
+
+        return product
+
     def sample(self, params: dict[str, Tensor], obs: Tensor, generator: torch.Generator) -> Tensor:
         dist = self.distribution(params, obs).base_dist
         return dist.loc + dist.scale * torch.randn(dist.loc.shape, generator=generator)
