@@ -11,8 +11,9 @@ TASKS, N, OBS = 3, 7, 4
 
 
 @pytest.mark.parametrize("policy", [GaussianPolicy(OBS, 2, hidden=(5, 5), init_std=0.7),
+                                    GaussianPolicy(OBS, 2, hidden=(5, 4), activation="tanh", init_std=0.7),
                                     CategoricalPolicy(OBS, 3, hidden=(5,), activation="tanh")],
-                         ids=["gaussian", "categorical"])
+                         ids=["gaussian", "gaussian-tanh", "categorical"])
 def test_fisher_product_is_the_hessian_of_the_weighted_kl_where_the_policies_agree(policy):
     policy = policy.double()
     g = torch.Generator().manual_seed(0)

@@ -51,3 +51,52 @@ class MLP(nn.Module):
             if i < last:
                 x = act(x)
         return x
+
+
+class Linearisation:
+    """A task-batched :class:`MLP` at one point, for products with its derivatives by hand, without
+    autograd: one forward pass keeps every layer's input ``h[i]`` and slope ``φ'(z)`` of the hidden
+    layers. :meth:`tangent` is the forward-mode product (``R z`` of every layer along a parameter
+    direction), :meth:`backward` the reverse one (the parameter gradient of a signal at the output);
+    the policies build their Fisher and Hessian products from them (``metaloop.nn.policies``).
+    """
+
+    def __init__(self, mlp: MLP, params: dict[str, Tensor], x: Tensor):
+        self.tanh = mlp.activation == "tanh"
+        layers = len(mlp.layers)
+        with torch.no_grad():
+            self.w = [params[f"layers.{i}.weight"].detach() for i in range(layers)]
+            b = [params[f"layers.{i}.bias"].detach() for i in range(layers)]
+            self.h, self.slope = [x], []
+            for i in range(layers - 1):
+                z = torch.baddbmm(b[i].unsqueeze(1), self.h[-1], self.w[i].transpose(1, 2))
+                self.h.append(torch.tanh(z) if self.tanh else torch.relu(z))
+                self.slope.append(1 - self.h[-1].square() if self.tanh else (z > 0).to(z.dtype))
+            self.out = torch.baddbmm(b[-1].unsqueeze(1), self.h[-1], self.w[-1].transpose(1, 2))
+
+    def tangent(self, v: dict[str, Tensor]) -> tuple[list[Tensor], list[Tensor | None]]:
+        """``R z`` of every layer (the last is the output's J v) and ``R h`` of every layer input
+        (``None`` for the data) along the direction ``v`` (``{"layers.i.weight": …}``, task-batched)."""
+        r_z, r_h = [], [None]
+        with torch.no_grad():
+            for i, w in enumerate(self.w):
+                z = torch.baddbmm(v[f"layers.{i}.bias"].unsqueeze(1), self.h[i], v[f"layers.{i}.weight"].transpose(1, 2))
+                if r_h[-1] is not None:
+                    z = z.baddbmm_(r_h[-1], w.transpose(1, 2))
+                r_z.append(z)
+                if i < len(self.w) - 1:
+                    r_h.append(self.slope[i] * z)
+        return r_z, r_h
+
+    def backward(self, delta: Tensor) -> tuple[dict[str, Tensor], list[Tensor], list[Tensor]]:
+        """Backpropagate ``delta`` = ∂L/∂out ``(tasks, n, out)``: the gradients ``{"layers.i.weight": …}``,
+        ∂L/∂z of every layer (first to last) and ∂L/∂h of every hidden layer's output (first to last)."""
+        grads, deltas, errors = {}, [delta], []
+        with torch.no_grad():
+            for i in range(len(self.w) - 1, -1, -1):
+                grads[f"layers.{i}.weight"] = torch.bmm(deltas[-1].transpose(1, 2), self.h[i])
+                grads[f"layers.{i}.bias"] = deltas[-1].sum(1)
+                if i > 0:
+                    errors.append(torch.bmm(deltas[-1], self.w[i]))
+                    deltas.append(errors[-1] * self.slope[i - 1])
+        return grads, deltas[::-1], errors[::-1]

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from torch.distributions import Categorical, Independent, Normal
 
 from metaloop.functional import detach
-from metaloop.nn.mlp import MLP
+from metaloop.nn.mlp import MLP, Linearisation
 
 
 def _sub(params: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
@@ -71,16 +71,18 @@ class GaussianPolicy(nn.Module):
         return Independent(Normal(mean, std.expand_as(mean)), 1)
 
     def fisher_product(self, params: dict[str, Tensor], obs: Tensor, weight: Tensor):
-        # F: 1/σ² on each mean, 2 on each log σ, no cross term (the KL's Hessian where old = new)
-        x, tasks = _flat(obs), obs.shape[0]
+        # F: 1/σ² on each mean, 2 on each log σ, no cross term (the KL's Hessian where old = new);
+        # J v and Jᵀ (F J v) through the mean by hand (Linearisation): ~2× faster than torch.func's jvp
+        tasks = obs.shape[0]
+        mean = Linearisation(self.mean, _sub(params, "mean."), _flat(obs))
         log_std = params["log_std"].detach()
         mean_weight = weight.reshape(tasks, -1, 1) * torch.exp(-2 * log_std.clamp_min(self.min_log_std)).unsqueeze(1)
         std_weight = 2 * weight.reshape(tasks, -1).sum(1, keepdim=True) * (log_std > self.min_log_std)
-        mean_product = _gauss_newton_product(lambda p: self.mean.forward_tasks(p, x), params, "mean.",
-                                             lambda jv: jv * mean_weight)
 
         def product(v: dict[str, Tensor]) -> dict[str, Tensor]:
-            out = {**mean_product(v), "log_std": std_weight * v["log_std"]}
+            r_z, _ = mean.tangent(_sub(v, "mean."))
+            grads, _, _ = mean.backward(mean_weight * r_z[-1])
+            out = {**{"mean." + k: g for k, g in grads.items()}, "log_std": std_weight * v["log_std"]}
             return {k: out[k] for k in v}
 
         return product
@@ -98,55 +100,32 @@ class GaussianPolicy(nn.Module):
         MuJoCo batches, where autograd's gradient accumulation and buffers cost as much as the
         products. ``obs`` ``(tasks, ..., obs_dim)``, ``actions`` ``(tasks, ..., action_dim)``,
         ``weight`` ``obs.shape[:-1]``; ``v`` and the result are task-batched like ``params``."""
-        tasks, layers = obs.shape[0], len(self.mean.layers)
-        tanh = self.mean.activation == "tanh"
+        tasks = obs.shape[0]
+        mean = Linearisation(self.mean, _sub(params, "mean."), _flat(obs))
         with torch.no_grad():
-            mean = detach(_sub(params, "mean."))
-            w = [mean[f"layers.{i}.weight"] for i in range(layers)]
-            b = [mean[f"layers.{i}.bias"] for i in range(layers)]
-            h, slope = [_flat(obs)], []  # layer inputs; φ'(z) of the hidden layers
-            for i in range(layers - 1):
-                z = torch.baddbmm(b[i].unsqueeze(1), h[-1], w[i].transpose(1, 2))
-                h.append(torch.tanh(z) if tanh else torch.relu(z))
-                slope.append(1 - h[-1].square() if tanh else (z > 0).to(z.dtype))
-            mu = torch.baddbmm(b[-1].unsqueeze(1), h[-1], w[-1].transpose(1, 2))
             log_std = params["log_std"].detach()
             s_grad = (log_std >= self.min_log_std).to(log_std.dtype).unsqueeze(1)  # clamp_min's derivative
-            r = actions.reshape(mu.shape) - mu
+            r = actions.reshape(mean.out.shape) - mean.out
             omega = weight.reshape(tasks, -1, 1) * torch.exp(-2 * log_std.clamp_min(self.min_log_std)).unsqueeze(1)
-            delta = [-omega * r]  # ∂L/∂z of the layers, output first
-            errors = []  # ∂L/∂h of the hidden layers, last first (tanh's second derivative needs them)
-            for i in range(layers - 1, 0, -1):
-                errors.append(torch.bmm(delta[-1], w[i]))
-                delta.append(errors[-1] * slope[i - 1])
-            delta, errors = delta[::-1], errors[::-1]
+            _, delta, errors = mean.backward(-omega * r)  # ∂L/∂z of every layer, ∂L/∂h of the hidden ones
 
         def product(v: dict[str, Tensor]) -> dict[str, Tensor]:
             with torch.no_grad():
-                vw = [v[f"mean.layers.{i}.weight"] for i in range(layers)]
-                vb = [v[f"mean.layers.{i}.bias"] for i in range(layers)]
-                r_h, r_z = [None], []
-                for i in range(layers):
-                    z = torch.baddbmm(vb[i].unsqueeze(1), h[i], vw[i].transpose(1, 2))
-                    if r_h[-1] is not None:
-                        z = z.baddbmm_(r_h[-1], w[i].transpose(1, 2))
-                    r_z.append(z)
-                    if i < layers - 1:
-                        r_h.append(slope[i] * z)
-                r_s = s_grad * v["log_std"].unsqueeze(1)
-                r_mu = r_z[-1]
-                r_delta = omega * (r_mu + 2 * r * r_s)
+                v_mean = _sub(v, "mean.")
+                r_z, r_h = mean.tangent(v_mean)
+                r_s, r_mu = s_grad * v["log_std"].unsqueeze(1), r_z[-1]
                 out = {"log_std": s_grad.squeeze(1) * (2 * omega * r * (r_mu + r * r_s)).sum(1)}
-                for i in range(layers - 1, -1, -1):
-                    r_w = torch.bmm(r_delta.transpose(1, 2), h[i])
+                r_delta = omega * (r_mu + 2 * r * r_s)
+                for i in range(len(mean.w) - 1, -1, -1):
+                    r_w = torch.bmm(r_delta.transpose(1, 2), mean.h[i])
                     if r_h[i] is not None:
                         r_w = r_w.baddbmm_(delta[i].transpose(1, 2), r_h[i])
                     out[f"mean.layers.{i}.weight"], out[f"mean.layers.{i}.bias"] = r_w, r_delta.sum(1)
                     if i > 0:
-                        r_e = torch.bmm(r_delta, w[i]).baddbmm_(delta[i], vw[i])
-                        r_delta = r_e.mul_(slope[i - 1])
-                        if tanh:  # φ'' = −2 h φ'
-                            r_delta -= 2 * h[i] * slope[i - 1] * r_z[i - 1] * errors[i - 1]
+                        r_e = torch.bmm(r_delta, mean.w[i]).baddbmm_(delta[i], v_mean[f"layers.{i}.weight"])
+                        r_delta = r_e.mul_(mean.slope[i - 1])
+                        if mean.tanh:  # φ'' = −2 h φ'
+                            r_delta -= 2 * mean.h[i] * mean.slope[i - 1] * r_z[i - 1] * errors[i - 1]
                 return {k: out[k] for k in v}
 
         return product
