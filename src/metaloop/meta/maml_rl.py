@@ -81,7 +81,7 @@ class MAMLRL(nn.Module):
     def _graph_step(self, params: Params, episodes: Episodes, adv: Tensor) -> tuple:
         """One inner step's linearisation at θⱼ: (∇θ L(θⱼ), v ↦ Hⱼ v), for the step and the Jacobian
         products (see ``_linearise``). A Gaussian policy with the ``"maml"`` estimator has its Hessian
-        product by hand (``nll_hessian_product``: the same numbers, ~2× faster); otherwise it is a
+        product by hand (``nll_hessian_product``: the same numbers, ~1.3× faster); otherwise it is a
         double backward through the gradient's graph."""
         loss = surrogate_loss(self.policy, params, episodes, adv, self.estimator).sum()
         if self.estimator == "maml" and hasattr(self.policy, "nll_hessian_product"):

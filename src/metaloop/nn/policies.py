@@ -98,8 +98,9 @@ class GaussianPolicy(nn.Module):
         ``R ∂L/∂μ = ω (Rμ + 2 r Rs)``, ``R ∂L/∂s = 2 ω r (Rμ + r Rs)``. The same numbers as a double
         backward through autograd's gradient graph (tested in float64), ~1.3× faster on MuJoCo
         batches (one product on a cheetah-vel batch 122 → 91 ms), where autograd's gradient
-        accumulation and zeroed buffers add a third to the products. ``obs`` ``(tasks, ..., obs_dim)``, ``actions`` ``(tasks, ..., action_dim)``,
-        ``weight`` ``obs.shape[:-1]``; ``v`` and the result are task-batched like ``params``."""
+        accumulation and zeroed buffers add a third to the products. ``obs`` ``(tasks, ..., obs_dim)``,
+        ``actions`` ``(tasks, ..., action_dim)``, ``weight`` ``obs.shape[:-1]``; ``v`` and the result are
+        task-batched like ``params``."""
         tasks = obs.shape[0]
         mean = Linearisation(self.mean, _sub(params, "mean."), _flat(obs))
         with torch.no_grad():
